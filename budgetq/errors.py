@@ -1,0 +1,85 @@
+"""The budgetq error tree.
+
+    BudgetqError
+    ├── ConfigurationError        a setting is missing or wrong (bad URL, no API key in live mode)
+    ├── BudgetExceededError       a call would break the per-call window guard (the seed's error)
+    ├── SpendCapExceededError     a call's worst-case cost does not fit the run's or day's USD cap
+    ├── LLMCallError              a Messages API call failed; carries status and request id
+    │   ├── RetryableCallError    429, 529, 5xx, 408, 409, connection errors and timeouts
+    │   ├── NonRetryableCallError 400, 401, 403, 404 and other 4xx: retrying unchanged cannot help
+    │   ├── PromptTooLongError    the request overflowed the window or max_tokens: split the batch
+    │   └── SpendLimitReachedError the organisation's spend limit is reached: stop the run
+    ├── AnswerInvalidError        the model's answer could not be used (malformed, refused, truncated)
+    ├── LeaseLostError            a worker lost its batch lease; it must not write
+    ├── IngestError               an issue file could not be loaded
+    └── NotFoundError             an issue set, run or batch does not exist
+"""
+
+from __future__ import annotations
+
+
+class BudgetqError(Exception):
+    """Base class for all budgetq errors."""
+
+
+class ConfigurationError(BudgetqError):
+    """A setting is missing or malformed."""
+
+
+class BudgetExceededError(BudgetqError):
+    """A call would exceed the per-call window guard; raised before any network call."""
+
+
+class SpendCapExceededError(BudgetqError):
+    """A call's worst-case cost does not fit the remaining USD spend cap."""
+
+
+class LLMCallError(BudgetqError):
+    """A Messages API call failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+        self.retry_after = retry_after
+        self.error_type = error_type
+
+
+class RetryableCallError(LLMCallError):
+    """A failure that a later attempt can fix (rate limit, overload, server error, network)."""
+
+
+class NonRetryableCallError(LLMCallError):
+    """A failure that the same request will meet again (bad request, auth, not found)."""
+
+
+class PromptTooLongError(LLMCallError):
+    """The request overflowed the context window or the output allowance; split the batch."""
+
+
+class SpendLimitReachedError(LLMCallError):
+    """The API reports the organisation's spend limit as reached; the run must stop."""
+
+
+class AnswerInvalidError(BudgetqError):
+    """The model's answer could not be used as results."""
+
+
+class LeaseLostError(BudgetqError):
+    """The worker's lease on a batch expired or was taken over; its writes are refused."""
+
+
+class IngestError(BudgetqError):
+    """An issue file could not be loaded."""
+
+
+class NotFoundError(BudgetqError):
+    """An issue set, run or batch does not exist."""
