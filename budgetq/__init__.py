@@ -1,0 +1,39 @@
+"""budgetq: a token-budgeted LLM batch pipeline (the seed's public API is re-exported here).
+
+Names are imported lazily so that the pure core can be used without loading the SDK.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from budgetq.budget import TokenBudget
+    from budgetq.errors import BudgetExceededError, BudgetqError
+    from budgetq.llm import BudgetAwareLLMClient, LLMCallResult, ReplayMode
+
+_EXPORTS = {
+    "TokenBudget": "budgetq.budget",
+    "BudgetExceededError": "budgetq.errors",
+    "BudgetqError": "budgetq.errors",
+    "BudgetAwareLLMClient": "budgetq.llm",
+    "LLMCallResult": "budgetq.llm",
+    "ReplayMode": "budgetq.llm",
+}
+
+__all__ = [
+    "BudgetAwareLLMClient",
+    "BudgetExceededError",
+    "BudgetqError",
+    "LLMCallResult",
+    "ReplayMode",
+    "TokenBudget",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'budgetq' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

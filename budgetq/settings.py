@@ -30,13 +30,15 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "BUDGETQ_ANTHROPIC_BASE_URL")
     )
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-4-6"
+    # live, standin, record or replay; unset: live when a key is set, else the stand-in.
+    mode: str | None = None
 
     # The per-call window guard and the shape of a batch.
     safe_utilization: float = Field(default=0.75, gt=0, le=1)
-    max_tokens_per_call: int = Field(default=8192, gt=0)
+    max_tokens_per_call: int = Field(default=16_384, gt=0)
     max_issues_per_call: int = Field(default=100, gt=0)
-    output_tokens_per_issue: int = Field(default=80, gt=0)
+    output_tokens_per_issue: int = Field(default=120, gt=0)
     count_tokens_margin: float = Field(default=0.9, gt=0, le=1)
 
     # Calls: timeouts and the retry policy (tenacity).
@@ -59,3 +61,9 @@ class Settings(BaseSettings):
     # Scheduling and observability.
     nightly_cron: str = "0 2 * * *"
     metrics_port: int | None = None
+
+    def resolved_mode(self) -> str:
+        """The call mode in force: the configured one, else live with a key and the stand-in without."""
+        if self.mode:
+            return self.mode
+        return "live" if self.anthropic_api_key is not None else "standin"

@@ -1,0 +1,231 @@
+"""``budgetq``: the command line (typer + rich). It plans through scheduler/ and starts workers by command."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from budgetq import processes
+from budgetq.embedded import ensure_servers
+from budgetq.errors import BudgetqError
+from budgetq.queue import make_celery
+from budgetq.scenario import seed_issues
+from budgetq.settings import Settings
+from budgetq.statuses import IssueStatus, RunKind, RunStatus
+from budgetq.store import issues as issue_store
+from budgetq.store import runs as run_store
+from budgetq.store.db import make_engine, make_sessions, ping, transaction, upgrade
+from budgetq.store.models import Issue, LLMCall, Result
+
+app = typer.Typer(help="Token-budgeted LLM batch pipeline: plan, run and account for data-quality batches.")
+db_app = typer.Typer(help="Database schema.")
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The servers a command runs against, and what keeps embedded ones alive."""
+
+    settings: Settings
+    database_url: str
+    redis_url: str
+    anthropic_base_url: str | None
+    handles: tuple[Any, ...]
+
+
+@contextlib.contextmanager
+def _environment(settings: Settings, *, need_api: bool) -> Iterator[Environment]:
+    """Configured servers, or embedded ones (PostgreSQL, Redis, the stand-in) where none are configured."""
+    servers = ensure_servers(settings.database_url, settings.redis_url, settings.data_dir)
+    if settings.database_url is None or settings.redis_url is None:
+        console.print(
+            f"[dim]Using embedded servers under {settings.data_dir}/ (set BUDGETQ_DATABASE_URL and "
+            "BUDGETQ_REDIS_URL to use your own).[/dim]"
+        )
+    handles: list[Any] = list(servers.handles)
+    base_url = settings.anthropic_base_url
+    standin = None
+    if need_api and settings.resolved_mode() == "standin" and base_url is None:
+        from budgetq.standin import StandIn, StandInConfig
+
+        standin = StandIn(StandInConfig())
+        base_url = standin.start()
+        handles.append(standin)
+        console.print(
+            f"[yellow]No ANTHROPIC_API_KEY: calls go to the local Messages API stand-in at {base_url}, "
+            "not to Anthropic. Costs shown are what the calls would cost at list price.[/yellow]"
+        )
+    assert servers.database_url is not None and servers.redis_url is not None
+    try:
+        yield Environment(settings, servers.database_url, servers.redis_url, base_url, tuple(handles))
+    finally:
+        if standin is not None:
+            standin.stop()
+
+
+def _worker_env(env: Environment) -> dict[str, str]:
+    out = {
+        "BUDGETQ_DATABASE_URL": env.database_url,
+        "BUDGETQ_REDIS_URL": env.redis_url,
+        "BUDGETQ_MODE": env.settings.resolved_mode(),
+        "BUDGETQ_MODEL": env.settings.model,
+    }
+    if env.anthropic_base_url:
+        out["ANTHROPIC_BASE_URL"] = env.anthropic_base_url
+    return out
+
+
+def _fail(exc: BudgetqError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+def _watch(sessions: sessionmaker[Session], run_id: int, total: int, timeout_s: float) -> run_store.Progress:
+    """Show live progress of a run until every batch is terminal (or the timeout passes)."""
+    columns = (
+        TextColumn("[bold]run {task.fields[run]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    deadline = time.monotonic() + timeout_s
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("issues", total=total, run=run_id, detail="")
+        while True:
+            with transaction(sessions) as session:
+                p = run_store.progress(session, run_id)
+            done = sum(p.issues.get(s.value, 0) for s in IssueStatus if s is not IssueStatus.PENDING)
+            detail = (
+                f"answered {p.issues.get('answered', 0)} · failed {p.issues.get('failed', 0)} · "
+                f"batches open {p.batches_open} · calls {p.calls} · ${p.cost_usd:.4f}"
+            )
+            bar.update(task, completed=done, detail=detail)
+            if p.status != RunStatus.RUNNING.value or time.monotonic() > deadline:
+                return p
+
+
+def _summary(
+    session: Session, run_id: int, set_id: int, p: run_store.Progress, seconds: float
+) -> dict[str, Any]:
+    issues = session.scalar(select(func.count()).select_from(Issue).where(Issue.set_id == set_id)) or 0
+    accounted = sum(p.issues.values())
+    results = session.scalar(select(func.count()).select_from(Result).where(Result.run_id == run_id)) or 0
+    over_guard = (
+        session.scalar(
+            select(func.count())
+            .select_from(LLMCall)
+            .where(
+                LLMCall.run_id == run_id,
+                LLMCall.billed_input_tokens + LLMCall.max_tokens > LLMCall.context_window * 0.75,
+            )
+        )
+        or 0
+    )
+    return {
+        "run_id": run_id,
+        "status": p.status,
+        "issues": issues,
+        "answered": p.issues.get(IssueStatus.ANSWERED.value, 0),
+        "results": results,
+        "failed": p.issues.get(IssueStatus.FAILED.value, 0),
+        "oversize": p.issues.get(IssueStatus.OVERSIZE.value, 0),
+        "deferred": p.issues.get(IssueStatus.DEFERRED.value, 0),
+        "dropped": issues - accounted,
+        "batches": sum(p.batches.values()),
+        "calls": p.calls,
+        "calls_over_guard": over_guard,
+        "max_utilization": round(p.max_utilization, 4),
+        "input_tokens": p.input_tokens,
+        "output_tokens": p.output_tokens,
+        "cache_read_tokens": p.cache_read_tokens,
+        "cost_usd": str(p.cost_usd.quantize(Decimal("0.000001"))),
+        "seconds": round(seconds, 1),
+    }
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"run {summary['run_id']}: {summary['status']}", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+@app.command()
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    concurrency: Annotated[int, typer.Option(help="Worker threads (concurrent calls).")] = 8,
+    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 900.0,
+) -> None:
+    """Run the seed's scenario end to end: 3,824 issues → packed batches → a real worker → results, cost."""
+    settings = Settings()
+    started = time.monotonic()
+    try:
+        with _environment(settings, need_api=True) as env:
+            upgrade(env.database_url)
+            engine = make_engine(env.database_url)
+            ping(engine)
+            sessions = make_sessions(engine)
+            with transaction(sessions) as session:
+                name = f"seed-demo-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10_000:04d}"
+                set_id = issue_store.create_set(session, name)
+                issue_store.insert_issues(
+                    session,
+                    set_id,
+                    (issue_store.NewIssue(i.priority, i.text, i.external_id) for i in seed_issues()),
+                )
+            from scheduler.planning import enqueue, plan_run
+
+            planned = plan_run(sessions, settings, set_id, kind=RunKind.DEMO.value)
+            assert planned.run_id is not None
+            console.print(
+                f"Planned run {planned.run_id}: {planned.issues} issues in {len(planned.batch_ids)} "
+                f"batches (lower bound {planned.lower_bound}), {len(planned.plan.oversize)} oversize."
+            )
+            worker = processes.start_worker(_worker_env(env), concurrency, settings.data_dir / "worker.log")
+            try:
+                enqueue(make_celery(settings, env.redis_url), sessions, planned.batch_ids)
+                progress = _watch(sessions, planned.run_id, planned.issues, timeout)
+            finally:
+                processes.stop(worker)
+            with transaction(sessions) as session:
+                summary = _summary(session, planned.run_id, set_id, progress, time.monotonic() - started)
+    except BudgetqError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if summary["status"] != RunStatus.SUCCEEDED.value:
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Run the migrations against BUDGETQ_DATABASE_URL (or the embedded PostgreSQL)."""
+    settings = Settings()
+    try:
+        with _environment(settings, need_api=False) as env:
+            upgrade(env.database_url, revision)
+    except BudgetqError as exc:
+        raise _fail(exc) from exc
+    console.print(f"database at {revision}")
+
+
+def main() -> None:
+    """Entry point of the ``budgetq`` command."""
+    app()

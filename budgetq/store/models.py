@@ -1,0 +1,201 @@
+"""The tables, as SQLAlchemy 2 typed declarative models. ORM rows never leave budgetq.store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+USD = Numeric(18, 6)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every budgetq table."""
+
+
+def _now() -> Mapped[dt.datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class IssueSet(Base):
+    """A named set of data-quality issues, loaded together."""
+
+    __tablename__ = "issue_sets"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    nightly: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    model: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class Issue(Base):
+    """One data-quality issue; its token count is computed once and cached here."""
+
+    __tablename__ = "issues"
+    __table_args__ = (
+        CheckConstraint("priority IN (15, 10, 5, 1)", name="issues_priority_allowed"),
+        UniqueConstraint("set_id", "external_id", name="issues_set_external_id_key"),
+        Index("issues_set_priority_idx", "set_id", "priority"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("issue_sets.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    text: Mapped[str] = mapped_column(Text)
+    chars: Mapped[int] = mapped_column(Integer)
+    raw_tokens: Mapped[int | None] = mapped_column(Integer)
+    token_encoding: Mapped[str | None] = mapped_column(String(64))
+    calibration_version: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class Run(Base):
+    """One pass of the pipeline over (part of) an issue set."""
+
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("set_id", "nightly_date", name="runs_one_per_night"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("issue_sets.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(Text)
+    nightly_date: Mapped[dt.date | None] = mapped_column(Date)
+    selector: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    max_tokens: Mapped[int] = mapped_column(Integer)
+    safe_utilization: Mapped[float] = mapped_column(Float)
+    context_window: Mapped[int] = mapped_column(Integer)
+    calibration: Mapped[float] = mapped_column(Float)
+    spend_cap_usd: Mapped[Decimal | None] = mapped_column(USD)
+    spent_usd: Mapped[Decimal] = mapped_column(USD, default=Decimal(0), server_default="0")
+    reserved_usd: Mapped[Decimal] = mapped_column(USD, default=Decimal(0), server_default="0")
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now()
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Batch(Base):
+    """A packed group of issues sent in one call; claimed by a worker under a lease."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("batches_run_status_idx", "run_id", "status"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    issue_count: Mapped[int] = mapped_column(Integer)
+    input_tokens_est: Mapped[int] = mapped_column(Integer)
+    output_tokens_est: Mapped[int] = mapped_column(Integer)
+    max_tokens: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = _now()
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BatchIssue(Base):
+    """Membership of an issue in a batch."""
+
+    __tablename__ = "batch_issues"
+    __table_args__ = (Index("batch_issues_issue_idx", "issue_id"),)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+
+
+class RunIssue(Base):
+    """What became of one issue in one run: answered, failed, oversize or deferred, with a reason."""
+
+    __tablename__ = "run_issues"
+    __table_args__ = (Index("run_issues_run_status_idx", "run_id", "status"),)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    input_tokens_est: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Result(Base):
+    """The validated answer for one issue in one run; at most one per (run, issue)."""
+
+    __tablename__ = "results"
+    __table_args__ = (UniqueConstraint("run_id", "issue_id", name="results_run_issue_key"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    llm_call_id: Mapped[int] = mapped_column(ForeignKey("llm_calls.id"))
+    category: Mapped[str] = mapped_column(String(32))
+    diagnosis: Mapped[str] = mapped_column(Text)
+    proposed_fix: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class LLMCall(Base):
+    """Provenance of one HTTP attempt at the Messages API, failed or not."""
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (
+        Index("llm_calls_run_idx", "run_id"),
+        Index("llm_calls_batch_idx", "batch_id"),
+        Index("llm_calls_started_idx", "started_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(24))
+    error_type: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    http_status: Mapped[int | None] = mapped_column(SmallInteger)
+    estimated_input_tokens: Mapped[int] = mapped_column(Integer)
+    counted_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_creation_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_creation_1h_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_read_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    billed_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    max_tokens: Mapped[int] = mapped_column(Integer)
+    context_window: Mapped[int] = mapped_column(Integer)
+    utilization: Mapped[float | None] = mapped_column(Float)
+    stop_reason: Mapped[str | None] = mapped_column(String(40))
+    service_tier: Mapped[str | None] = mapped_column(String(24))
+    cost_usd: Mapped[Decimal] = mapped_column(USD, default=Decimal(0), server_default="0")
+    would_have_cost: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    price_version: Mapped[str | None] = mapped_column(String(32))
+    retry_after_s: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    worker_host: Mapped[str | None] = mapped_column(Text)

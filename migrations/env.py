@@ -1,0 +1,42 @@
+"""Alembic environment: the URL comes from the caller or from budgetq's settings, never from alembic.ini."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from budgetq.settings import Settings
+from budgetq.store.db import sqlalchemy_url
+from budgetq.store.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    url = config.attributes.get("database_url") or Settings().database_url
+    if not url:
+        raise SystemExit("set BUDGETQ_DATABASE_URL to migrate")
+    return sqlalchemy_url(str(url))
+
+
+def run_migrations_offline() -> None:
+    """Emit SQL without a connection."""
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    """Migrate over a connection."""
+    engine = create_engine(_url(), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,162 @@
+"""Shared fixtures: real PostgreSQL and Redis (configured or embedded), the stand-in, real worker processes.
+
+BUDGETQ_TEST_DATABASE_URL / BUDGETQ_TEST_REDIS_URL point the tests at running servers (CI does);
+without them the fixtures start embedded ones under a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from budgetq import processes
+from budgetq.embedded import start_postgres, start_redis
+from budgetq.settings import Settings
+from budgetq.store.db import make_engine, make_sessions, sqlalchemy_url, upgrade
+
+TEST_DATABASE_URL = "BUDGETQ_TEST_DATABASE_URL"
+TEST_REDIS_URL = "BUDGETQ_TEST_REDIS_URL"
+
+
+@pytest.fixture(scope="session")
+def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server URL (its maintenance database)."""
+    configured = os.environ.get(TEST_DATABASE_URL)
+    if configured:
+        yield configured
+        return
+    url, handle = start_postgres(tmp_path_factory.mktemp("embedded"))
+    yield url
+    del handle
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(sqlalchemy_url(url)).set(database=name).render_as_string(hide_password=False)
+
+
+def _psycopg_url(url: str) -> str:
+    return make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def fresh_database(server_database_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of new, migrated databases on the test server; all are dropped at the end."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"budgetq_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(_psycopg_url(server_database_url), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        url = _with_database(server_database_url, name)
+        upgrade(url)
+        return url
+
+    yield make
+    with psycopg.connect(_psycopg_url(server_database_url), autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_database: Callable[[], str]) -> str:
+    """One migrated database shared by the tests of a session (tests make their own issue sets)."""
+    return fresh_database()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the shared test database."""
+    eng = make_engine(database_url, pool_size=10)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    """A session factory on the shared test database."""
+    return make_sessions(engine)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis URL for the broker: the configured test Redis, else an embedded one."""
+    configured = os.environ.get(TEST_REDIS_URL)
+    if configured:
+        yield configured
+        return
+    url, handle = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    del handle
+
+
+@pytest.fixture
+def standin() -> Iterator[Any]:
+    """A local Messages API stand-in on a free port."""
+    from budgetq.standin import StandIn, StandInConfig
+
+    server = StandIn(StandInConfig())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def broker_url(redis_url: str) -> Iterator[str]:
+    """A broker URL whose queues start empty."""
+    import redis
+
+    url = redis_url
+    client = redis.Redis.from_url(url.replace("redis+socket://", "unix://"))
+    client.flushdb()
+    yield url
+    client.flushdb()
+
+
+@pytest.fixture
+def settings_env(database_url: str, broker_url: str, standin: Any) -> dict[str, str]:
+    """Environment for a worker process: the test database, the broker and the stand-in."""
+    return {
+        "BUDGETQ_DATABASE_URL": database_url,
+        "BUDGETQ_REDIS_URL": broker_url,
+        "BUDGETQ_MODE": "standin",
+        "ANTHROPIC_BASE_URL": standin.url,
+        "BUDGETQ_RETRY_BASE_S": "0.05",
+        "BUDGETQ_RETRY_MAX_BACKOFF_S": "0.5",
+    }
+
+
+@pytest.fixture
+def test_settings(settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings as a worker started with ``settings_env`` would see them."""
+    for key, value in settings_env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+@pytest.fixture
+def start_worker(
+    settings_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start real Celery worker processes (threads pool) against the test servers; all stop at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(concurrency: int = 4, **extra_env: str) -> subprocess.Popen[bytes]:
+        log = tmp_path / f"worker-{len(started)}.log"
+        proc = processes.start_worker({**settings_env, **extra_env}, concurrency, log)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        processes.stop(proc, timeout=10)

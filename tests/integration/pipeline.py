@@ -1,0 +1,39 @@
+"""Test helpers for whole-pipeline tests: make a set, plan it, wait for the run."""
+
+from __future__ import annotations
+
+import time
+from itertools import islice
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from budgetq.scenario import seed_issues
+from budgetq.statuses import RunStatus
+from budgetq.store import issues as issue_store
+from budgetq.store import runs as run_store
+from budgetq.store.db import transaction
+
+
+def make_seed_set(sessions: sessionmaker[Session], name: str, n: int | None = None) -> int:
+    """A set holding the first ``n`` issues of the seed scenario (all 3,824 when None)."""
+    with transaction(sessions) as session:
+        set_id = issue_store.create_set(session, name)
+        issue_store.insert_issues(
+            session,
+            set_id,
+            (issue_store.NewIssue(i.priority, i.text, i.external_id) for i in islice(seed_issues(), n)),
+        )
+    return set_id
+
+
+def wait_for_run(sessions: sessionmaker[Session], run_id: int, timeout_s: float = 120) -> run_store.Progress:
+    """Poll until the run leaves 'running'; fail the test with its progress after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with transaction(sessions) as session:
+            progress = run_store.progress(session, run_id)
+        if progress.status != RunStatus.RUNNING.value:
+            return progress
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} still running after {timeout_s}s: {progress}")
+        time.sleep(0.3)
