@@ -1,12 +1,9 @@
-"""``budgetq``: the command line (typer + rich). It plans through scheduler/ and starts workers by command."""
+"""``budgetq demo``: the seed's scenario end to end, on embedded servers when none are configured."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -17,7 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq import processes
-from budgetq.embedded import ensure_servers
+from budgetq.cli import app
+from budgetq.cli.environment import console, environment, fail, worker_env
 from budgetq.errors import BudgetqError
 from budgetq.queue import make_celery
 from budgetq.scenario import seed_issues
@@ -27,69 +25,6 @@ from budgetq.store import issues as issue_store
 from budgetq.store import runs as run_store
 from budgetq.store.db import make_engine, make_sessions, ping, transaction, upgrade
 from budgetq.store.models import Issue, LLMCall, Result
-
-app = typer.Typer(help="Token-budgeted LLM batch pipeline: plan, run and account for data-quality batches.")
-db_app = typer.Typer(help="Database schema.")
-app.add_typer(db_app, name="db")
-console = Console(stderr=True)
-
-
-@dataclass(frozen=True)
-class Environment:
-    """The servers a command runs against, and what keeps embedded ones alive."""
-
-    settings: Settings
-    database_url: str
-    redis_url: str
-    anthropic_base_url: str | None
-    handles: tuple[Any, ...]
-
-
-@contextlib.contextmanager
-def _environment(settings: Settings, *, need_api: bool) -> Iterator[Environment]:
-    """Configured servers, or embedded ones (PostgreSQL, Redis, the stand-in) where none are configured."""
-    servers = ensure_servers(settings.database_url, settings.redis_url, settings.data_dir)
-    if settings.database_url is None or settings.redis_url is None:
-        console.print(
-            f"[dim]Using embedded servers under {settings.data_dir}/ (set BUDGETQ_DATABASE_URL and "
-            "BUDGETQ_REDIS_URL to use your own).[/dim]"
-        )
-    handles: list[Any] = list(servers.handles)
-    base_url = settings.anthropic_base_url
-    standin = None
-    if need_api and settings.resolved_mode() == "standin" and base_url is None:
-        from budgetq.standin import StandIn, StandInConfig
-
-        standin = StandIn(StandInConfig())
-        base_url = standin.start()
-        handles.append(standin)
-        console.print(
-            f"[yellow]No ANTHROPIC_API_KEY: calls go to the local Messages API stand-in at {base_url}, "
-            "not to Anthropic. Costs shown are what the calls would cost at list price.[/yellow]"
-        )
-    assert servers.database_url is not None and servers.redis_url is not None
-    try:
-        yield Environment(settings, servers.database_url, servers.redis_url, base_url, tuple(handles))
-    finally:
-        if standin is not None:
-            standin.stop()
-
-
-def _worker_env(env: Environment) -> dict[str, str]:
-    out = {
-        "BUDGETQ_DATABASE_URL": env.database_url,
-        "BUDGETQ_REDIS_URL": env.redis_url,
-        "BUDGETQ_MODE": env.settings.resolved_mode(),
-        "BUDGETQ_MODEL": env.settings.model,
-    }
-    if env.anthropic_base_url:
-        out["ANTHROPIC_BASE_URL"] = env.anthropic_base_url
-    return out
-
-
-def _fail(exc: BudgetqError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(2)
 
 
 def _watch(sessions: sessionmaker[Session], run_id: int, total: int, timeout_s: float) -> run_store.Progress:
@@ -175,7 +110,7 @@ def demo(
     settings = Settings()
     started = time.monotonic()
     try:
-        with _environment(settings, need_api=True) as env:
+        with environment(settings, need_api=True) as env:
             upgrade(env.database_url)
             engine = make_engine(env.database_url)
             ping(engine)
@@ -196,7 +131,7 @@ def demo(
                 f"Planned run {planned.run_id}: {planned.issues} issues in {len(planned.batch_ids)} "
                 f"batches (lower bound {planned.lower_bound}), {len(planned.plan.oversize)} oversize."
             )
-            worker = processes.start_worker(_worker_env(env), concurrency, settings.data_dir / "worker.log")
+            worker = processes.start_worker(worker_env(env), concurrency, settings.data_dir / "worker.log")
             try:
                 enqueue(make_celery(settings, env.redis_url), sessions, planned.batch_ids)
                 progress = _watch(sessions, planned.run_id, planned.issues, timeout)
@@ -205,27 +140,10 @@ def demo(
             with transaction(sessions) as session:
                 summary = _summary(session, planned.run_id, set_id, progress, time.monotonic() - started)
     except BudgetqError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         print(json.dumps(summary))
     else:
         _print_summary(summary)
     if summary["status"] != RunStatus.SUCCEEDED.value:
         raise typer.Exit(1)
-
-
-@db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
-    """Run the migrations against BUDGETQ_DATABASE_URL (or the embedded PostgreSQL)."""
-    settings = Settings()
-    try:
-        with _environment(settings, need_api=False) as env:
-            upgrade(env.database_url, revision)
-    except BudgetqError as exc:
-        raise _fail(exc) from exc
-    console.print(f"database at {revision}")
-
-
-def main() -> None:
-    """Entry point of the ``budgetq`` command."""
-    app()
