@@ -1,0 +1,197 @@
+"""Spend reservations against the run's and the day's caps, shared by every worker through PostgreSQL.
+
+A reservation is one conditional UPDATE per cap (``… SET reserved = reserved + r WHERE spent +
+reserved + r <= cap``): PostgreSQL's row lock serialises concurrent reservations on the same row and
+re-checks the condition against the committed figures, so no interleaving can push spent + reserved
+over a cap. Rows are always locked in the same order (run, then day), so reservations cannot
+deadlock. Each reservation is a row whose status moves once from ``held`` to ``settled``,
+``released`` or ``unknown``: settling twice is impossible, and an unknown one stays counted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, Date, cast, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from budgetq.errors import NotFoundError, SpendCapBusyError, SpendCapExceededError
+from budgetq.spend import CapState, cap_reached_reason, may_fit_later, waiting_reason
+from budgetq.statuses import ReservationStatus
+from budgetq.store.models import DailySpend, Run, SpendReservation
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A held reservation: its id, the caps it counts against, and the amount."""
+
+    id: int
+    run_id: int
+    day: dt.date
+    amount: Decimal
+
+
+def today(session: Session) -> dt.date:
+    """The current UTC day on the database's clock (one clock for every worker)."""
+    day: dt.date = session.scalars(select(cast(func.timezone("UTC", func.now()), Date))).one()
+    return day
+
+
+def _held(session: Session, condition: ColumnElement[bool]) -> Decimal:
+    """The sum of reservations still held by calls in flight, among those matching ``condition``."""
+    held = session.scalar(
+        select(func.coalesce(func.sum(SpendReservation.amount_usd), 0)).where(
+            condition, SpendReservation.status == ReservationStatus.HELD.value
+        )
+    )
+    return Decimal(held or 0)
+
+
+def run_cap(session: Session, run_id: int) -> CapState:
+    """The run's cap, spent, reserved and held amounts."""
+    row = session.execute(
+        select(Run.spend_cap_usd, Run.spent_usd, Run.reserved_usd).where(Run.id == run_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id}")
+    held = _held(session, SpendReservation.run_id == run_id)
+    return CapState(f"run {run_id}", row.spend_cap_usd, row.spent_usd, row.reserved_usd, held)
+
+
+def day_cap(session: Session, day: dt.date, cap: Decimal | None = None) -> CapState:
+    """The day's spent, reserved and held amounts, with ``cap`` (or the last cap recorded for the day)."""
+    row = session.execute(
+        select(DailySpend.cap_usd, DailySpend.spent_usd, DailySpend.reserved_usd).where(DailySpend.day == day)
+    ).one_or_none()
+    scope = f"day {day.isoformat()}"
+    if row is None:
+        return CapState(scope, cap, Decimal(0), Decimal(0))
+    held = _held(session, SpendReservation.day == day)
+    return CapState(scope, cap if cap is not None else row.cap_usd, row.spent_usd, row.reserved_usd, held)
+
+
+def _refuse(state: CapState, amount: Decimal) -> SpendCapExceededError:
+    """The error for a refused reservation: busy (wait) or exceeded (stop)."""
+    if may_fit_later(state, amount):
+        return SpendCapBusyError(waiting_reason(state, amount))
+    return SpendCapExceededError(cap_reached_reason(state, amount))
+
+
+def reserve(
+    session: Session,
+    run_id: int,
+    batch_id: int | None,
+    amount: Decimal,
+    daily_cap: Decimal | None,
+) -> Reservation:
+    """Hold ``amount`` against the run's cap and the day's cap, or raise SpendCapBusyError (it may fit
+    once calls in flight settle) or SpendCapExceededError (it cannot).
+
+    Call inside a transaction: when the day's cap refuses, the run's share is rolled back with it.
+    """
+    held = session.scalar(
+        update(Run)
+        .where(
+            Run.id == run_id,
+            Run.spend_cap_usd.is_(None) | (Run.spent_usd + Run.reserved_usd + amount <= Run.spend_cap_usd),
+        )
+        .values(reserved_usd=Run.reserved_usd + amount)
+        .returning(Run.id)
+    )
+    if held is None:
+        raise _refuse(run_cap(session, run_id), amount)
+    day = today(session)
+    session.execute(pg_insert(DailySpend).values(day=day).on_conflict_do_nothing(index_elements=["day"]))
+    condition = DailySpend.day == day
+    if daily_cap is not None:
+        condition = condition & (DailySpend.spent_usd + DailySpend.reserved_usd + amount <= daily_cap)
+    held_day = session.scalar(
+        update(DailySpend)
+        .where(condition)
+        .values(reserved_usd=DailySpend.reserved_usd + amount, cap_usd=daily_cap, updated_at=func.now())
+        .returning(DailySpend.day)
+    )
+    if held_day is None:
+        raise _refuse(day_cap(session, day, daily_cap), amount)
+    reservation_id = session.scalars(
+        insert(SpendReservation).returning(SpendReservation.id),
+        [
+            {
+                "run_id": run_id,
+                "batch_id": batch_id,
+                "day": day,
+                "amount_usd": amount,
+                "status": ReservationStatus.HELD.value,
+            }
+        ],
+    ).one()
+    return Reservation(reservation_id, run_id, day, amount)
+
+
+def _close(session: Session, r: Reservation, status: ReservationStatus, actual: Decimal | None) -> bool:
+    closed = session.scalar(
+        update(SpendReservation)
+        .where(SpendReservation.id == r.id, SpendReservation.status == ReservationStatus.HELD.value)
+        .values(status=status.value, actual_usd=actual, settled_at=func.now())
+        .returning(SpendReservation.id)
+    )
+    return closed is not None
+
+
+def settle(session: Session, r: Reservation, actual: Decimal) -> bool:
+    """Turn the reservation into the actual cost (reserved -= amount, spent += actual); once only."""
+    if not _close(session, r, ReservationStatus.SETTLED, actual):
+        return False
+    _move(session, r, reserved=-r.amount, spent=actual)
+    return True
+
+
+def release(session: Session, r: Reservation) -> bool:
+    """Give the reservation back: nothing was billed (an error reply, or the call was never sent)."""
+    if not _close(session, r, ReservationStatus.RELEASED, Decimal(0)):
+        return False
+    _move(session, r, reserved=-r.amount, spent=Decimal(0))
+    return True
+
+
+def keep(session: Session, r: Reservation) -> bool:
+    """Mark the outcome unknown: the reservation stays counted against both caps."""
+    return _close(session, r, ReservationStatus.UNKNOWN, None)
+
+
+def _move(session: Session, r: Reservation, *, reserved: Decimal, spent: Decimal) -> None:
+    session.execute(
+        update(Run)
+        .where(Run.id == r.run_id)
+        .values(reserved_usd=Run.reserved_usd + reserved, spent_usd=Run.spent_usd + spent)
+    )
+    session.execute(
+        update(DailySpend)
+        .where(DailySpend.day == r.day)
+        .values(
+            reserved_usd=DailySpend.reserved_usd + reserved,
+            spent_usd=DailySpend.spent_usd + spent,
+            updated_at=func.now(),
+        )
+    )
+
+
+def abandon_held(session: Session, batch_ids: Sequence[int]) -> int:
+    """Mark the held reservations of batches whose worker is gone as unknown: still counted against
+    the caps (the call may have been billed), but no longer waited for as calls in flight."""
+    if not batch_ids:
+        return 0
+    rows = session.scalars(
+        update(SpendReservation)
+        .where(
+            SpendReservation.batch_id.in_(batch_ids),
+            SpendReservation.status == ReservationStatus.HELD.value,
+        )
+        .values(status=ReservationStatus.UNKNOWN.value, settled_at=func.now())
+        .returning(SpendReservation.id)
+    ).all()
+    return len(rows)

@@ -1,0 +1,103 @@
+"""Workers killed outright (SIGKILL) or stopped gracefully (SIGTERM) in the middle of calls."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import pytest
+from sqlalchemy import text
+
+from budgetq.reaping import ReapReport
+from budgetq.store.db import transaction
+from tests.faults.conftest import Rig, assert_every_issue_ended_once, outcome, sigkill, wait_until_settled
+
+pytestmark = pytest.mark.faults
+
+
+def in_flight(rig: Rig) -> int:
+    """Calls the stand-in has received and not yet answered (it answers after its latency)."""
+    now = time.time()
+    return sum(
+        1
+        for e in rig.standin.log()
+        if e["path"] == "/v1/messages" and (e["responded_at"] is None or e["responded_at"] > now)
+    )
+
+
+def test_ten_sigkills_during_a_2000_issue_run_lose_nothing_and_duplicate_nothing(
+    rig: Rig, reaper: list[ReapReport]
+) -> None:
+    # Given a 2,000-issue run (100 batches of 20) on four workers whose calls take 2 s
+    rig.standin.config.latency_s = 2.0
+    run_id, batch_ids = rig.plan(2000, "sigkill", per_call=20)
+    assert len(batch_ids) >= 100
+    workers = deque((time.monotonic(), rig.worker(3)) for _ in range(4))
+    started = time.monotonic()
+
+    # When ten times the longest-running worker is killed while calls are in flight (a worker that has
+    # been up 5 s is busy), and a fresh one is started in its place
+    for _ in range(10):
+        born, victim = workers.popleft()
+        time.sleep(max(0.0, born + 5.0 - time.monotonic()))
+        deadline = time.monotonic() + 5
+        while in_flight(rig) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sigkill(victim)
+        workers.append((time.monotonic(), rig.worker(3)))
+    last_kill = time.monotonic()
+    assert outcome(rig.sessions, run_id).open_batches > 0, "the run ended before the tenth kill"
+
+    # Then within 3 minutes of the last kill every batch is terminal
+    o = wait_until_settled(rig.sessions, run_id, timeout_s=180)
+    settled_after = time.monotonic() - last_kill
+    # And every issue has exactly one result or failed with a reason; no result row is duplicated
+    assert_every_issue_ended_once(o)
+    assert o.issues == 2000
+    # And the kills really hit calls in flight: the reaper took back expired leases
+    with transaction(rig.sessions) as session:
+        expired = session.scalar(
+            text("SELECT count(*) FROM batches WHERE run_id = :r AND failures > 0"), {"r": run_id}
+        )
+    assert expired is not None and expired >= 10
+    assert sum(len(r.requeued) + len(r.failed) for r in reaper) >= expired
+    print(
+        f"kills took {last_kill - started:.1f}s; settled {settled_after:.1f}s after the last kill; "
+        f"{o}; {expired} batches reclaimed"
+    )
+
+
+def test_sigterm_mid_call_finishes_the_calls_in_flight_and_leaves_nothing_to_reclaim(
+    rig: Rig, reaper: list[ReapReport]
+) -> None:
+    # Given a run of 6 batches whose calls take 2 s, and a worker running 4 of them
+    rig.standin.config.latency_s = 2.0
+    run_id, batch_ids = rig.plan(120, "sigterm", per_call=20)
+    assert len(batch_ids) == 6
+    worker = rig.worker(4)
+    deadline = time.monotonic() + 30
+    while in_flight(rig) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert in_flight(rig) == 4
+
+    # When it is stopped gracefully mid-call, and a second worker is started
+    started = time.monotonic()
+    worker.terminate()
+    rig.worker(4)
+    code = worker.wait(30)
+    stopped_in = time.monotonic() - started
+
+    # Then it exited cleanly after finishing its 4 calls, and the second worker did the other 2
+    assert code == 0
+    o = wait_until_settled(rig.sessions, run_id, timeout_s=60)
+    assert_every_issue_ended_once(o)
+    assert o.answered == o.issues == 120
+    # And no lease was left to expire: nothing was reclaimed, nothing was called twice
+    with transaction(rig.sessions) as session:
+        reclaimed = session.scalar(
+            text("SELECT count(*) FROM batches WHERE run_id = :r AND failures > 0"), {"r": run_id}
+        )
+    assert reclaimed == 0
+    calls = [e for e in rig.standin.log() if e["path"] == "/v1/messages"]
+    assert len(calls) == len(batch_ids)
+    print(f"worker stopped {stopped_in:.1f}s after SIGTERM")

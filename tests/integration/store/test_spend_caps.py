@@ -1,0 +1,173 @@
+"""Spend caps on real PostgreSQL: concurrent reservations never push spent + reserved over a cap."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from budgetq.errors import SpendCapBusyError, SpendCapExceededError
+from budgetq.statuses import RunKind
+from budgetq.store import issues as issue_store
+from budgetq.store import runs as run_store
+from budgetq.store import spend as spend_store
+from budgetq.store.db import make_engine, make_sessions, transaction
+from budgetq.store.models import SpendReservation
+
+RESERVATION = Decimal("0.250000")
+
+
+def new_run(sessions: sessionmaker[Session], cap: Decimal | None) -> int:
+    """An empty running run with spend cap ``cap``."""
+    with transaction(sessions) as session:
+        set_id = issue_store.create_set(session, f"spend-{uuid.uuid4().hex[:8]}")
+        spec = run_store.RunSpec(
+            set_id=set_id,
+            kind=RunKind.MANUAL.value,
+            mode="standin",
+            model="claude-sonnet-4-6",
+            max_tokens=1024,
+            safe_utilization=0.75,
+            context_window=200_000,
+            calibration=1.35,
+            spend_cap_usd=cap,
+        )
+        run_id = run_store.create_run(session, spec)
+        assert run_id is not None
+        session.execute(text("UPDATE runs SET status = 'running' WHERE id = :id"), {"id": run_id})
+    return run_id
+
+
+def test_64_concurrent_reservations_against_a_cap_for_10_admit_at_most_10(database_url: str) -> None:
+    # Given a run whose cap holds exactly 10 reservations, and 64 threads with their own connections
+    engine = make_engine(database_url, pool_size=66)
+    sessions = make_sessions(engine)
+    cap = RESERVATION * 10
+    run_id = new_run(sessions, cap)
+    start = threading.Barrier(64)
+    admitted: list[spend_store.Reservation] = []
+    refused: list[str] = []
+    samples: list[tuple[Decimal, Decimal]] = []
+    racing = threading.Event()
+    racing.set()
+
+    def reserve() -> None:
+        start.wait()
+        try:
+            with transaction(sessions) as session:
+                admitted.append(spend_store.reserve(session, run_id, None, RESERVATION, None))
+        except SpendCapBusyError as exc:
+            refused.append(str(exc))
+
+    def sample() -> None:
+        while racing.is_set():
+            with transaction(sessions) as session:
+                state = spend_store.run_cap(session, run_id)
+            samples.append((state.committed, cap))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    threads = [threading.Thread(target=reserve) for _ in range(64)]
+
+    # When all 64 reserve at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    racing.clear()
+    sampler.join()
+    engine.dispose()
+
+    # Then exactly 10 are admitted, 54 told to wait for the calls in flight, and no sample was over the cap
+    assert len(admitted) == 10
+    assert len(refused) == 54
+    assert all(
+        r.startswith(f"waiting for spend cap room (run {run_id}): spent 0.000000 + reserved") for r in refused
+    )
+    assert samples and all(committed <= c for committed, c in samples)
+    with transaction(make_sessions(make_engine(database_url))) as session:
+        final = spend_store.run_cap(session, run_id)
+    assert final.reserved == cap
+
+
+def test_a_settled_reservation_becomes_the_actual_cost_once(sessions: sessionmaker[Session]) -> None:
+    # Given a run with two held reservations
+    run_id = new_run(sessions, Decimal("1"))
+    with transaction(sessions) as session:
+        first = spend_store.reserve(session, run_id, None, RESERVATION, None)
+        second = spend_store.reserve(session, run_id, None, RESERVATION, None)
+
+    # When the first settles at its actual cost (twice) and the second is released
+    with transaction(sessions) as session:
+        assert spend_store.settle(session, first, Decimal("0.012345"))
+        assert not spend_store.settle(session, first, Decimal("0.012345"))
+        assert spend_store.release(session, second)
+
+    # Then the run has spent the actual cost and holds nothing
+    with transaction(sessions) as session:
+        state = spend_store.run_cap(session, run_id)
+        statuses = session.scalars(
+            select(SpendReservation.status)
+            .where(SpendReservation.run_id == run_id)
+            .order_by(SpendReservation.id)
+        ).all()
+    assert (state.spent, state.reserved) == (Decimal("0.012345"), Decimal(0))
+    assert statuses == ["settled", "released"]
+
+
+def test_a_reservation_of_unknown_outcome_stays_counted(sessions: sessionmaker[Session]) -> None:
+    # Given a run whose cap fits 2 reservations, one of which ends with an unknown outcome
+    run_id = new_run(sessions, RESERVATION * 2)
+    with transaction(sessions) as session:
+        unknown = spend_store.reserve(session, run_id, None, RESERVATION, None)
+        assert spend_store.keep(session, unknown)
+        spend_store.reserve(session, run_id, None, RESERVATION, None)
+
+    # When a third call tries to reserve
+    # Then it is told to wait for the one in flight: the unknown one still counts
+    with pytest.raises(SpendCapBusyError), transaction(sessions) as session:
+        spend_store.reserve(session, run_id, None, RESERVATION, None)
+    with transaction(sessions) as session:
+        state = spend_store.run_cap(session, run_id)
+    assert (state.reserved, state.held) == (RESERVATION * 2, RESERVATION)
+
+
+def test_a_cap_that_cannot_cover_a_call_even_after_the_calls_in_flight_is_exceeded(
+    sessions: sessionmaker[Session],
+) -> None:
+    # Given a run that spent 0.9 of its cap of 1 and holds nothing in flight
+    run_id = new_run(sessions, Decimal("1"))
+    with transaction(sessions) as session:
+        first = spend_store.reserve(session, run_id, None, Decimal("0.9"), None)
+        spend_store.settle(session, first, Decimal("0.9"))
+
+    # When a call needing 0.25 tries to reserve
+    # Then the cap is exceeded for good, with every figure in the reason
+    with pytest.raises(SpendCapExceededError) as refused, transaction(sessions) as session:
+        spend_store.reserve(session, run_id, None, RESERVATION, None)
+    assert not isinstance(refused.value, SpendCapBusyError)
+    figures = "spent 0.900000 + reserved 0.000000 + needed 0.250000 > cap 1.000000"
+    assert str(refused.value).startswith(f"spend cap reached (run {run_id}): {figures}")
+
+
+def test_the_daily_cap_refuses_and_leaves_the_run_untouched(sessions: sessionmaker[Session]) -> None:
+    # Given today's committed spend and a daily cap leaving room for exactly one reservation
+    run_id = new_run(sessions, None)
+    with transaction(sessions) as session:
+        day = spend_store.today(session)
+        daily_cap = spend_store.day_cap(session, day).committed + RESERVATION
+        spend_store.reserve(session, run_id, None, RESERVATION, daily_cap)
+
+    # When the next reservation is tried under the same daily cap
+    # (the day's other reservations in this database decide whether it is told to wait or that it is over)
+    with pytest.raises(SpendCapExceededError, match=r"\(day \d{4}-\d{2}-\d{2}\)"), transaction(sessions) as s:
+        spend_store.reserve(s, run_id, None, RESERVATION, daily_cap)
+
+    # Then the run's own reservation was rolled back with the day's refusal
+    with transaction(sessions) as session:
+        assert spend_store.run_cap(session, run_id).reserved == RESERVATION
+        assert spend_store.day_cap(session, day, daily_cap).committed == daily_cap
