@@ -1,0 +1,95 @@
+"""What a planned run is expected to cost, and how full its calls are, before anything is sent.
+
+Expected usage per call: the fixed prompt (system prompt, tool, preface) is written to the prompt
+cache by the first call and read from it by every later one; the issues' input is uncached; the
+output is the issues' expected output, not ``max_tokens``. Prices are the synchronous list prices.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from budgetq.catalog import Prices
+from budgetq.packing import PackItem, PackLimits, PlannedBatch
+from budgetq.pricing import Usage, cost_usd
+
+_PER_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A plan's calls: how full each is against the window, and the expected tokens and cost."""
+
+    calls: int
+    utilization_min: float
+    utilization_median: float
+    utilization_max: float
+    input_tokens: int
+    cache_read_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+
+
+def call_utilization(
+    batch: PlannedBatch, fixed_input_tokens: int, max_tokens: int, context_window: int
+) -> float:
+    """The share of the window a call uses as the guard counts it: fixed prompt + issues + max_tokens."""
+    return (fixed_input_tokens + batch.input_tokens + max_tokens) / context_window
+
+
+def expected_usage(batches: Sequence[PlannedBatch], fixed_input_tokens: int) -> list[Usage]:
+    """Each call's expected usage: the fixed prompt cached after the first call, issues uncached."""
+    return [
+        Usage(
+            input_tokens=batch.input_tokens,
+            output_tokens=batch.output_tokens,
+            cache_creation_5m=fixed_input_tokens if seq == 0 else 0,
+            cache_read=fixed_input_tokens if seq > 0 else 0,
+        )
+        for seq, batch in enumerate(batches)
+    ]
+
+
+def forecast(
+    batches: Sequence[PlannedBatch],
+    *,
+    fixed_input_tokens: int,
+    max_tokens: int,
+    context_window: int,
+    prices: Prices,
+) -> Forecast:
+    """Utilization (min, median, max) and the expected tokens and cost of ``batches``."""
+    usages = expected_usage(batches, fixed_input_tokens)
+    shares = [call_utilization(b, fixed_input_tokens, max_tokens, context_window) for b in batches]
+    return Forecast(
+        calls=len(batches),
+        utilization_min=min(shares, default=0.0),
+        utilization_median=statistics.median(shares) if shares else 0.0,
+        utilization_max=max(shares, default=0.0),
+        input_tokens=sum(u.total_input_tokens for u in usages),
+        cache_read_tokens=sum(u.cache_read for u in usages),
+        output_tokens=sum(u.output_tokens for u in usages),
+        cost_usd=sum((cost_usd(u, prices) for u in usages), Decimal(0)),
+    )
+
+
+def issue_cost(item: PackItem, limits: PackLimits, fixed_input_tokens: int, prices: Prices) -> Decimal:
+    """One issue's expected cost: its input and output at list price, plus its share of a call's
+    cached fixed prompt (the share of a batch it fills in its tightest dimension)."""
+    share = max(item.input_tokens / limits.input_limit, item.output_tokens / limits.output_limit)
+    if limits.max_items is not None:
+        share = max(share, 1 / limits.max_items)
+    rated = (
+        item.input_tokens * prices.input
+        + item.output_tokens * prices.output
+        + Decimal(repr(share)) * fixed_input_tokens * prices.cache_read
+    )
+    return rated / _PER_MILLION
+
+
+def cache_write_premium(fixed_input_tokens: int, prices: Prices) -> Decimal:
+    """What the first call pays to write the fixed prompt to the cache, over reading it."""
+    return fixed_input_tokens * (prices.cache_write_5m - prices.cache_read) / _PER_MILLION

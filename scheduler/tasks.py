@@ -1,0 +1,35 @@
+"""Celery task bodies of the scheduler; thin: they hand ids and dates to scheduler.nightly / ondemand."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from celery import Celery
+
+from budgetq.queue import PLAN_NIGHTLY, REPROCESS
+from budgetq.selector import Selector
+from budgetq.settings import Settings
+from scheduler.nightly import parse_night, plan_nightly
+from scheduler.ondemand import reprocess
+from scheduler.sessions import ProcessSessions
+
+
+def register(app: Celery, settings: Settings) -> None:
+    """Register PLAN_NIGHTLY and REPROCESS on ``app`` (the scheduler's)."""
+    sessions = ProcessSessions(settings)
+
+    @app.task(name=PLAN_NIGHTLY, ignore_result=True)  # type: ignore[untyped-decorator]
+    def plan_nightly_task(night: str = "today") -> list[dict[str, object]]:
+        """Plan every nightly set for ``night`` ("today" in UTC, or an ISO date); idempotent per night."""
+        day = parse_night(night, dt.datetime.now(dt.UTC).date())
+        return [o.__dict__ for o in plan_nightly(sessions.get(), settings, app, day)]
+
+    @app.task(name=REPROCESS, ignore_result=True)  # type: ignore[untyped-decorator]
+    def reprocess_task(
+        set_id: int, selector: dict[str, object] | None = None, spend_cap_usd: str | None = None
+    ) -> int | None:
+        """A new run of the set's selected issues (a ``Selector.to_json`` object; all when None)."""
+        chosen = Selector.from_json(selector or {})
+        cap = Decimal(spend_cap_usd) if spend_cap_usd is not None else settings.run_spend_cap_usd
+        return reprocess(sessions.get(), settings, app, set_id, chosen, spend_cap_usd=cap).run_id
