@@ -94,3 +94,13 @@ def utilization(input_tokens: int, max_tokens: int, context_window: int) -> floa
             "check the model entry in budgetq/catalog.py"
         )
     return (input_tokens + max_tokens) / context_window
+
+
+def needs_exact_count(
+    estimated_input: int, max_tokens: int, limit: int, margin: float, *, confirmed: bool
+) -> bool:
+    """Whether to ask ``messages.count_tokens`` before a call: the estimate plus ``max_tokens`` is
+    within ``margin`` of the guard ``limit``, or provenance has not yet confirmed the calibration."""
+    if not 0 < margin <= 1:
+        raise ValueError(f"margin must be in (0, 1], got {margin}")
+    return not confirmed or estimated_input + max_tokens > margin * limit

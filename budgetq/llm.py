@@ -1,43 +1,50 @@
-"""BudgetAwareLLMClient: guard → SDK call (retries off) → tenacity retries → provenance per attempt.
+"""BudgetAwareLLMClient: guard → gate → SDK call (retries off) → tenacity retries → provenance per attempt.
 
-This is the one place that imports ``anthropic``: its exceptions become budgetq errors here
-(see ``translate_error``), so nothing else in budgetq knows the SDK's error classes.
+This is the one place that imports ``anthropic`` (and its transport, ``httpx2``): its exceptions become
+``budgetq.retries.ApiFailure`` here (see ``api_failure`` and ``translate_error``), so nothing else in
+budgetq knows the SDK's error classes. What a failure means and when to retry is ``budgetq.retries``
+(``ApiFailure`` and ``retry_policy`` are re-exported for ``budgetq.llm_batches``, which fails and
+retries like this client).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import random
 import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import anthropic
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
+import httpx2
 
 from budgetq.budget import TokenBudget, ensure_affordable
+from budgetq.cassettes import CassetteLibrary, cassette_key
 from budgetq.catalog import ModelSpec, get_model, prices_on
 from budgetq.errors import (
+    CassetteMissingError,
     ConfigurationError,
     LLMCallError,
-    NonRetryableCallError,
     PromptTooLongError,
     RetryableCallError,
     SpendLimitReachedError,
 )
 from budgetq.pricing import Usage, cost_usd
+from budgetq.retries import ApiFailure as ApiFailure
+from budgetq.retries import retry_after_seconds
+from budgetq.retries import retry_policy as retry_policy
 from budgetq.settings import Settings
 from budgetq.statuses import CallOutcome
 from budgetq.tokens import estimate
 
 # Above this max_tokens the SDK refuses non-streaming requests (it expects them to outlive the HTTP timeout).
 STREAMING_THRESHOLD = 16_384
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+# What the SDK and its transport raise; budgetq.llm_batches (the Message Batches calls) catches these too.
+SDK_ERRORS: tuple[type[Exception], ...] = (anthropic.AnthropicError, httpx2.TransportError)
 
 
 class ReplayMode(StrEnum):
@@ -102,6 +109,8 @@ class Attempt:
     service_tier: str | None = None
     cost_usd: Decimal = Decimal(0)
     price_version: str | None = None
+    # The reply's headers (anthropic-ratelimit-* among them), for the gate; not stored.
+    headers: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     @property
     def latency_ms(self) -> int:
@@ -130,59 +139,62 @@ class LLMCallResult:
         return u.input_tokens + u.cache_creation_5m + u.cache_creation_1h + u.cache_read
 
 
+class AttemptGate(Protocol):
+    """What runs around each HTTP attempt at the Messages API; a distributed rate limiter plugs in here."""
+
+    def before_attempt(self, request: CallRequest) -> None:
+        """Called right before each attempt; may block until the attempt may go, or raise to stop it."""
+
+    def after_attempt(self, request: CallRequest, attempt: Attempt) -> None:
+        """Called after each attempt, failed or not, with what it did (its usage when it got an answer)."""
+
+
+class OpenGate:
+    """The default gate: every attempt goes at once."""
+
+    def before_attempt(self, request: CallRequest) -> None:
+        """Let the attempt go."""
+
+    def after_attempt(self, request: CallRequest, attempt: Attempt) -> None:
+        """Nothing to settle."""
+
+
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None if headers is None else headers.get(name)
 
 
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """The server's requested wait, from ``retry-after-ms`` or ``retry-after`` (seconds)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = _header(headers, name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / scale)
-        except ValueError:
-            continue
-    return None
+def api_failure(exc: Exception) -> ApiFailure:
+    """What an SDK (or transport) exception says, as plain fields."""
+    if isinstance(exc, anthropic.APIStatusError):
+        headers = exc.response.headers
+        body: Mapping[str, Any] = exc.body if isinstance(exc.body, Mapping) else {}
+        raw_error = body.get("error")
+        error: Mapping[str, Any] = raw_error if isinstance(raw_error, Mapping) else {}
+        raw_details = error.get("details")
+        details: Mapping[str, Any] = raw_details if isinstance(raw_details, Mapping) else {}
+        code = details.get("error_code")
+        return ApiFailure(
+            status=exc.status_code,
+            error_type=str(error.get("type") or type(exc).__name__),
+            message=str(error.get("message") or exc.message),
+            error_code=code if isinstance(code, str) else None,
+            request_id=_header(headers, "request-id") or _str_or_none(body.get("request_id")),
+            retry_after=retry_after_seconds(headers),
+        )
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+        return ApiFailure(status=None, error_type="timeout", message=f"timed out: {exc}")
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
+        return ApiFailure(status=None, error_type="connection_error", message=f"connection failed: {exc}")
+    return ApiFailure(status=None, error_type=type(exc).__name__, message=f"unexpected: {exc}")
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def translate_error(exc: Exception) -> LLMCallError:
     """Map an SDK exception to the budgetq error that says what to do about it."""
-    if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        headers = exc.response.headers
-        request_id = _header(headers, "request-id")
-        body: Mapping[str, Any] = exc.body if isinstance(exc.body, Mapping) else {}
-        raw_error = body.get("error")
-        error: Mapping[str, Any] = raw_error if isinstance(raw_error, Mapping) else {}
-        error_type = str(error.get("type") or type(exc).__name__)
-        message = str(error.get("message") or exc.message)
-        kwargs: dict[str, Any] = {
-            "status": status,
-            "request_id": request_id,
-            "error_type": error_type,
-            "retry_after": retry_after_seconds(headers),
-        }
-        lowered = f"{type(exc).__name__} {error_type} {message}".lower()
-        if status == 429 and (
-            "spend limit" in lowered or "spend_limit" in lowered or "spendlimit" in lowered
-        ):
-            return SpendLimitReachedError(
-                f"the API says the spend limit is reached ({message}); raise the limit in the Anthropic "
-                "console or wait for the next period, then reprocess the run",
-                **kwargs,
-            )
-        if status == 413 or "prompt is too long" in message.lower():
-            return PromptTooLongError(f"request too large for the model ({status}: {message})", **kwargs)
-        if status in RETRYABLE_STATUS:
-            return RetryableCallError(f"{status} {error_type}: {message}", **kwargs)
-        return NonRetryableCallError(f"{status} {error_type}: {message}", **kwargs)
-    if isinstance(exc, anthropic.APITimeoutError):
-        return RetryableCallError(f"timed out: {exc}", error_type="timeout")
-    if isinstance(exc, anthropic.APIConnectionError):
-        return RetryableCallError(f"connection failed: {exc}", error_type="connection_error")
-    return NonRetryableCallError(f"unexpected {type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+    return api_failure(exc).error()
 
 
 def _outcome(error: LLMCallError) -> CallOutcome:
@@ -225,22 +237,13 @@ def _content(message: Any) -> tuple[str, object | None]:
     return "".join(texts), tool_input
 
 
-def full_jitter_wait(base: float, cap: float, retry_after_cap: float) -> Callable[[RetryCallState], float]:
-    """Exponential backoff with full jitter, never shorter than the server's retry-after (capped)."""
-
-    def wait(state: RetryCallState) -> float:
-        backoff = random.uniform(0, min(cap, base * 2 ** (state.attempt_number - 1)))
-        exc = state.outcome.exception() if state.outcome is not None else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is None:
-            return backoff
-        return max(min(float(retry_after), retry_after_cap), backoff)
-
-    return wait
-
-
 class BudgetAwareLLMClient:
-    """The seed's client: a guarded, retried Messages API call with cost and provenance."""
+    """The seed's client: a guarded, retried Messages API call with cost and provenance.
+
+    ``mode`` picks where calls go: the live API, the stand-in (``ANTHROPIC_BASE_URL``), either of them
+    while saving cassettes (record), or the cassettes alone with no network (replay). ``gate`` runs
+    around every HTTP attempt (a rate limiter); ``sdk`` replaces the SDK client (tests).
+    """
 
     def __init__(
         self,
@@ -253,87 +256,168 @@ class BudgetAwareLLMClient:
         base_url: str | None = None,
         api_key: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        gate: AttemptGate | None = None,
+        sdk: anthropic.Anthropic | None = None,
+        cassettes: CassetteLibrary | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.spec: ModelSpec = get_model(model or self.settings.model)
         self.budget = budget if budget is not None else TokenBudget(max_tokens=self.spec.context_window)
         self.mode = mode
         self.temperature = temperature
+        self.gate: AttemptGate = gate or OpenGate()
         self._base_url = base_url or self.settings.anthropic_base_url
         key = self.settings.anthropic_api_key
         self._api_key = api_key or (key.get_secret_value() if key is not None else None)
         self._sleep = sleep
-        self._client: anthropic.Anthropic | None = None
+        self._client: anthropic.Anthropic | None = sdk
+        self._cassettes = cassettes
         self.host = socket.gethostname()
 
     @property
     def client(self) -> anthropic.Anthropic:
         """The SDK client, built on first use so a guard rejection needs no key and no network."""
         if self._client is None:
-            if self.mode in (ReplayMode.RECORD, ReplayMode.REPLAY):
-                raise ConfigurationError(
-                    f"mode {self.mode.value!r} is not available yet; use 'live' or 'standin'"
-                )
-            if self.mode is ReplayMode.MOCK_TOOLS:
-                if not self._base_url:
-                    raise ConfigurationError(
-                        "standin mode needs ANTHROPIC_BASE_URL pointing at a running stand-in "
-                        "(python -m budgetq.standin)"
-                    )
-                api_key = self._api_key or "standin"
-            else:
-                if not self._api_key:
-                    raise ConfigurationError(
-                        "live mode needs ANTHROPIC_API_KEY; set it, or run against the local stand-in"
-                    )
-                api_key = self._api_key
             self._client = anthropic.Anthropic(
-                api_key=api_key,
+                api_key=self._sdk_api_key(),
                 base_url=self._base_url,
                 max_retries=0,
                 timeout=self.settings.call_timeout_s,
             )
         return self._client
 
+    def _sdk_api_key(self) -> str:
+        if self.mode is ReplayMode.REPLAY:
+            raise ConfigurationError("replay mode makes no network calls; it serves recorded cassettes")
+        if self.mode is ReplayMode.MOCK_TOOLS or (self.mode is ReplayMode.RECORD and not self._api_key):
+            if not self._base_url:
+                raise ConfigurationError(
+                    f"{self.mode.value} mode needs ANTHROPIC_BASE_URL pointing at a running stand-in "
+                    "(python -m budgetq.standin)"
+                    + (
+                        ", or ANTHROPIC_API_KEY to record the live API"
+                        if self.mode is ReplayMode.RECORD
+                        else ""
+                    )
+                )
+            return self._api_key or "standin"
+        if not self._api_key:
+            raise ConfigurationError(
+                "live mode needs ANTHROPIC_API_KEY; set it, or run against the local stand-in"
+            )
+        return self._api_key
+
+    @property
+    def cassettes(self) -> CassetteLibrary:
+        """The cassette folder of the record and replay modes (``BUDGETQ_CASSETTE_DIR``)."""
+        if self._cassettes is None:
+            self._cassettes = CassetteLibrary(
+                self.settings.cassette_dir or self.settings.data_dir / "cassettes"
+            )
+        return self._cassettes
+
+    def _record(self, endpoint: str, params: Mapping[str, Any], interaction: Mapping[str, Any]) -> None:
+        if self.mode is ReplayMode.RECORD:
+            self.cassettes.record(endpoint, params, interaction)
+
+    def _replay(self, endpoint: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The next recorded interaction of a request; a recorded failure is raised again."""
+        interaction = self.cassettes.next(endpoint, params)
+        if interaction is None:
+            raise CassetteMissingError(
+                f"replay mode has no cassette for this {endpoint} request (key "
+                f"{cassette_key(endpoint, params)[:16]}...) in {self.cassettes.folder}; record it first "
+                "with BUDGETQ_MODE=record and the same settings",
+                error_type="cassette_missing",
+            )
+        if interaction["kind"] == "error":
+            raise ApiFailure.from_interaction(interaction).error()
+        return interaction
+
     def count_tokens(self, request: CallRequest) -> int:
-        """The exact input token count of ``request`` from ``messages.count_tokens``."""
+        """The exact input token count of ``request`` from ``messages.count_tokens``, retried like a call."""
         params = request.params()
         params.pop("max_tokens")
         params.pop("extra_body", None)
+        for attempt in retry_policy(self.settings, self._sleep):
+            with attempt:
+                return self._count(params)
+        raise AssertionError("tenacity ended without a result or an error")  # pragma: no cover
+
+    def _count(self, params: Mapping[str, Any]) -> int:
+        if self.mode is ReplayMode.REPLAY:
+            return int(self._replay("count_tokens", params)["input_tokens"])
         try:
-            return int(self.client.messages.count_tokens(**params).input_tokens)
-        except anthropic.AnthropicError as exc:
-            raise translate_error(exc) from exc
+            counted = int(self.client.messages.count_tokens(**params).input_tokens)
+        except (anthropic.AnthropicError, httpx2.TransportError) as exc:
+            failure = api_failure(exc)
+            self._record("count_tokens", params, failure.interaction())
+            raise failure.error() from exc
+        self._record("count_tokens", params, {"kind": "count", "input_tokens": counted})
+        return counted
+
+    def _exchange(self, request: CallRequest) -> tuple[Any, str | None, Mapping[str, str] | None]:
+        """One HTTP exchange (or its cassette): the answer, its request id and its headers; failures raise
+        LLMCallError."""
+        params = request.params()
+        if self.mode is ReplayMode.REPLAY:
+            interaction = self._replay("messages", params)
+            message = anthropic.types.Message.model_validate(interaction["message"])
+            return message, _str_or_none(interaction.get("request_id")), None
+        failure: ApiFailure | None = None
+        headers: Mapping[str, str] | None = None
+        try:
+            if request.max_tokens > STREAMING_THRESHOLD:
+                # The SDK refuses long non-streaming requests; the stream's final message is the same answer.
+                with self.client.messages.stream(**params) as stream:
+                    message = stream.get_final_message()
+                    headers = dict(stream.response.headers)
+                    request_id = _header(headers, "request-id")
+                if message.stop_reason is None:
+                    failure = ApiFailure(
+                        None,
+                        "connection_error",
+                        "the stream ended before message_stop",
+                        request_id=request_id,
+                    )
+            else:
+                raw = self.client.messages.with_raw_response.create(**params)
+                headers = dict(raw.headers)
+                request_id = _header(headers, "request-id")
+                message = raw.parse()
+        except (anthropic.AnthropicError, httpx2.TransportError) as exc:
+            failure = api_failure(exc)
+            self._record("messages", params, failure.interaction())
+            raise failure.error() from exc
+        if failure is not None:
+            self._record("messages", params, failure.interaction())
+            raise failure.error()
+        answer = {"kind": "message", "request_id": request_id, "message": message.model_dump(mode="json")}
+        self._record("messages", params, answer)
+        return message, request_id, headers
 
     def _attempt(
         self, request: CallRequest, number: int, on_attempt: Callable[[Attempt], None]
     ) -> LLMCallResult:
+        self.gate.before_attempt(request)
         started = dt.datetime.now(dt.UTC)
         try:
-            if request.max_tokens > STREAMING_THRESHOLD:
-                with self.client.messages.stream(**request.params()) as stream:
-                    message = stream.get_final_message()
-                    request_id = _header(stream.response.headers, "request-id")
-            else:
-                raw = self.client.messages.with_raw_response.create(**request.params())
-                request_id = _header(raw.headers, "request-id")
-                message = raw.parse()
-        except anthropic.AnthropicError as exc:
-            error = translate_error(exc)
-            on_attempt(
-                Attempt(
-                    number=number,
-                    started_at=started,
-                    finished_at=dt.datetime.now(dt.UTC),
-                    outcome=_outcome(error),
-                    http_status=error.status,
-                    request_id=error.request_id,
-                    error_type=error.error_type,
-                    error_message=str(error)[:2000],
-                    retry_after_s=error.retry_after,
-                )
+            message, request_id, headers = self._exchange(request)
+        except LLMCallError as error:
+            failed = Attempt(
+                number=number,
+                started_at=started,
+                finished_at=dt.datetime.now(dt.UTC),
+                outcome=_outcome(error),
+                http_status=error.status,
+                request_id=error.request_id,
+                error_type=error.error_type,
+                error_message=str(error)[:2000],
+                retry_after_s=error.retry_after,
             )
-            raise error from exc
+            self.gate.after_attempt(request, failed)
+            on_attempt(failed)
+            raise
         finished = dt.datetime.now(dt.UTC)
         usage = _usage_of(message, request.cache_ttl)
         prices = prices_on(self.spec, started.date())
@@ -351,7 +435,9 @@ class BudgetAwareLLMClient:
             service_tier=getattr(message.usage, "service_tier", None),
             cost_usd=cost,
             price_version=prices.version,
+            headers=headers,
         )
+        self.gate.after_attempt(request, attempt)
         return LLMCallResult(
             text=text,
             tool_input=tool_input,
@@ -371,15 +457,7 @@ class BudgetAwareLLMClient:
 
         The successful attempt is ``result.attempts[-1]``, for the caller to record with its results.
         """
-        s = self.settings
-        retrying = Retrying(
-            retry=retry_if_exception_type(RetryableCallError),
-            stop=stop_after_attempt(s.retry_max_attempts) | stop_after_delay(s.retry_max_seconds),
-            wait=full_jitter_wait(s.retry_base_s, s.retry_max_backoff_s, s.retry_after_cap_s),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        for attempt in retrying:
+        for attempt in retry_policy(self.settings, self._sleep):
             with attempt:
                 return self._attempt(request, attempt.retry_state.attempt_number, on_attempt)
         raise AssertionError("tenacity ended without a result or an error")  # pragma: no cover

@@ -56,3 +56,13 @@ def build_prompt(issues: Sequence[PromptIssue], calibration: float) -> BatchProm
         tool_choice={"type": "tool", "name": TOOL_NAME},
         estimated_input_tokens=estimated,
     )
+
+
+def observed_ratio(billed_input: int, estimated_input: int, calibration: float) -> float | None:
+    """Billed input tokens per cl100k token of a call whose input ``build_prompt`` estimated at
+    ``calibration``; the raw count is recovered from the estimate (to within rounding; a little high
+    where the 4-characters floor set the estimate), None when it cannot be."""
+    if calibration <= 0 or billed_input < 0:
+        return None
+    raw = (estimated_input - TOOL_USE_SYSTEM_TOKENS) / calibration
+    return billed_input / raw if raw > 0 else None

@@ -11,6 +11,7 @@ import functools
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 
 import tiktoken
@@ -92,3 +93,23 @@ def learn_calibration(
     # Nearest rank rounds up, so the guard errs towards over-estimating, never under.
     rank = math.ceil(quantile * len(usable))
     return max(1.0, usable[rank - 1])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibration a worker estimates with, and whether provenance has confirmed it."""
+
+    factor: float
+    confirmed: bool
+
+
+def checked_calibration(
+    ratios: Sequence[float], planned: float, quantile: float = 0.95, min_samples: int = 20
+) -> Calibration:
+    """The run's ``planned`` calibration, raised to the learned one when provenance shows it
+    underestimates; confirmed once at least ``min_samples`` usable ratios back it."""
+    usable = [r for r in ratios if math.isfinite(r) and r > 0]
+    if len(usable) < max(1, min_samples):
+        return Calibration(planned, confirmed=False)
+    learned = learn_calibration(usable, planned, quantile, min_samples)
+    return Calibration(max(planned, learned), confirmed=True)

@@ -17,20 +17,37 @@ from contextlib import contextmanager
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.answers import PromptIssue, validate
-from budgetq.budget import guard_limit
-from budgetq.errors import LeaseLostError, LLMCallError, PromptTooLongError, SpendLimitReachedError
+from budgetq.answers import PromptIssue
+from budgetq.budget import guard_limit, needs_exact_count
+from budgetq.errors import (
+    CassetteMissingError,
+    LeaseLostError,
+    LLMCallError,
+    PromptTooLongError,
+    RateLimitUnavailableError,
+    RequestOverRateLimitError,
+    RetryableCallError,
+    SpendCapBusyError,
+    SpendCapExceededError,
+    SpendLimitReachedError,
+)
 from budgetq.llm import Attempt, BudgetAwareLLMClient, CallRequest, LLMCallResult, ReplayMode
+from budgetq.metrics import observe_lease_expiry
 from budgetq.prompt import build_prompt
 from budgetq.queue import PROCESS_BATCH
+from budgetq.ratelimit import RedisRateLimiter
 from budgetq.settings import Settings
 from budgetq.store import batches as store
+from budgetq.store.calibration import observed_ratios
 from budgetq.store.db import make_engine, make_sessions, transaction
+from budgetq.store.reaping import mark_sent
 from budgetq.store.runs import finish_if_done
+from budgetq.tokens import Calibration, checked_calibration
+from worker import settle
+from worker.gates import AttemptGates, SpendGate
+from worker.telemetry import observe_attempt
 
 log = logging.getLogger("budgetq.worker")
-
-OVERFLOW_STOP_REASONS = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 
 class Context:
@@ -44,6 +61,7 @@ class Context:
         self._pid: int | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._clients: dict[tuple[str, str], BudgetAwareLLMClient] = {}
+        self._spend_gates: dict[str, SpendGate] = {}
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -59,19 +77,39 @@ class Context:
             return self._sessions
 
     def client(self, mode: str, model: str) -> BudgetAwareLLMClient:
-        """The SDK client for a run's mode and model, shared by this process's threads."""
+        """The SDK client for a run's mode and model, shared by this process's threads; every attempt
+        passes the spend cap, then the distributed rate limit."""
         with self._lock:
             key = (mode, model)
             if key not in self._clients:
+                gates = AttemptGates(
+                    self._spend_gate_locked(model), RedisRateLimiter.from_settings(self.settings, model)
+                )
                 self._clients[key] = BudgetAwareLLMClient(
-                    mode=ReplayMode(mode), model=model, settings=self.settings
+                    mode=ReplayMode(mode), model=model, settings=self.settings, gate=gates
                 )
             return self._clients[key]
 
-    def enqueue(self, batch_ids: Sequence[int]) -> None:
-        """Send batch tasks by name, after the rows that describe them are committed."""
+    def spend_gate(self, model: str) -> SpendGate:
+        """The spend gate of a model's calls in this process."""
+        with self._lock:
+            return self._spend_gate_locked(model)
+
+    def _spend_gate_locked(self, model: str) -> SpendGate:
+        if model not in self._spend_gates:
+            self._spend_gates[model] = SpendGate(
+                lambda: self.sessions, model, self.settings.daily_spend_cap_usd
+            )
+        return self._spend_gates[model]
+
+    def enqueue(self, batch_ids: Sequence[int], countdown: float | None = None) -> None:
+        """Send batch tasks by name, after the rows that describe them are committed; ``countdown``
+        holds them back (the server's retry-after)."""
         for batch_id in batch_ids:
-            self.app.send_task(PROCESS_BATCH, args=[batch_id])
+            self.app.send_task(PROCESS_BATCH, args=[batch_id], countdown=countdown)
+        with transaction(self.sessions) as session:
+            # The reaper resends a queued batch only once its message is overdue.
+            mark_sent(session, batch_ids, countdown or 0.0)
 
     def process(self, batch_id: int) -> str:
         """Process batch ``batch_id`` if it can be claimed; return what happened, in a word."""
@@ -83,6 +121,7 @@ class Context:
             try:
                 return self._process(claim)
             except LeaseLostError as exc:
+                observe_lease_expiry("worker")
                 log.warning("batch %s: %s", batch_id, exc)
                 return "lease-lost"
             except Exception as exc:
@@ -113,14 +152,17 @@ class Context:
 
     def _process(self, claim: store.Claim) -> str:
         issues = [PromptIssue(i.issue_id, i.priority, i.text) for i in claim.issues]
+        # Provenance keeps the estimate at the run's calibration, so billed ÷ estimate measures that
+        # calibration; the guard decides on the estimate at the calibration provenance backs.
         prompt = build_prompt(issues, claim.calibration)
-        limit = guard_limit(claim.context_window, claim.safe_utilization)
         estimated = prompt.estimated_input_tokens
-        if estimated + claim.max_tokens > limit:
-            return self._split_or_fail(
-                claim,
-                f"estimated input {estimated} + max_tokens {claim.max_tokens} exceeds the guard of {limit}",
-            )
+        calibration = self._calibration(claim)
+        guarded = (
+            estimated
+            if calibration.factor == claim.calibration
+            else build_prompt(issues, calibration.factor).estimated_input_tokens
+        )
+        limit = guard_limit(claim.context_window, claim.safe_utilization)
         client = self.client(claim.mode, claim.model)
         request = CallRequest(
             model=claim.model,
@@ -132,34 +174,107 @@ class Context:
             tool_choice=prompt.tool_choice,
         )
         counted: int | None = None
-        if estimated + claim.max_tokens > self.settings.count_tokens_margin * limit:
-            # Close to the guard an estimate is not good enough: ask the API for the exact count.
-            counted = client.count_tokens(request)
-            if counted + claim.max_tokens > limit:
-                return self._split_or_fail(
-                    claim,
-                    f"counted input {counted} + max_tokens {claim.max_tokens} exceeds the guard of {limit}",
-                )
+        margin = self.settings.count_tokens_margin
+        if needs_exact_count(guarded, claim.max_tokens, limit, margin, confirmed=calibration.confirmed):
+            # Close to the guard, or before provenance confirms the calibration, an estimate is not
+            # good enough: ask the API for the exact count (free, and rate-limited apart from calls).
+            try:
+                counted = client.count_tokens(request)
+            except CassetteMissingError:
+                # Replay of a run that trusted its estimate here: decide on the estimate, as it did.
+                counted = None
+            except LLMCallError as exc:
+                return self._call_failed(claim, exc)
+        if counted is not None and counted + claim.max_tokens > limit:
+            return self._split_or_fail(
+                claim,
+                f"counted input {counted} + max_tokens {claim.max_tokens} exceeds the guard of {limit}",
+            )
+        if counted is None and guarded + claim.max_tokens > limit:
+            return self._split_or_fail(
+                claim,
+                f"estimated input {guarded} + max_tokens {claim.max_tokens} exceeds the guard of {limit}",
+            )
 
         def record(attempt: Attempt) -> None:
             with transaction(self.sessions) as session:
                 store.record_attempt(
                     session, claim, attempt, estimated_input=estimated, counted_input=counted, host=self.host
                 )
+            observe_attempt(claim, attempt, estimated_input=estimated, counted_input=counted)
 
+        # The spend reservation covers the most input the call can bill: the exact count when known.
+        most_input = counted if counted is not None else max(estimated, guarded)
         try:
-            result = client.send(request, on_attempt=record)
-        except SpendLimitReachedError as exc:
+            with self.spend_gate(claim.model).call(claim.run_id, claim.batch_id, most_input):
+                result = client.send(request, on_attempt=record)
+        except SpendCapBusyError as exc:
+            return self._wait_for_cap(claim, str(exc))
+        except SpendCapExceededError as exc:
+            return self._cap_reached(claim, str(exc))
+        except RequestOverRateLimitError as exc:
+            return self._split_or_fail(claim, str(exc))
+        except RateLimitUnavailableError as exc:
+            return self._not_sent(claim, str(exc))
+        except LLMCallError as exc:
+            return self._call_failed(claim, exc)
+        # Failed attempts were observed as they were recorded; the answered one is observed here, once.
+        observe_attempt(claim, result.attempts[-1], estimated_input=estimated, counted_input=counted)
+        return self._settle(claim, result, estimated, counted)
+
+    def _wait_for_cap(self, claim: store.Claim, reason: str) -> str:
+        """The cap's room is held by calls in flight: back to the queue for a while, not counted as a
+        failure (a cap limits spend, not how many calls run at once)."""
+        with transaction(self.sessions) as session:
+            store.release(session, claim, reason, count_failure=False)
+        self.enqueue([claim.batch_id], self.settings.spend_cap_wait_s)
+        return "waiting-for-cap"
+
+    def _cap_reached(self, claim: store.Claim, reason: str) -> str:
+        """A cap cannot cover the next attempt: stop the run; its unstarted batches and issues fail with
+        the reason (calls already in flight finish and are recorded)."""
+        with transaction(self.sessions) as session:
+            store.fail(session, claim, reason)
+            store.stop_run(session, claim.run_id, reason)
+        log.error("run %s stopped: %s", claim.run_id, reason)
+        return "run-stopped"
+
+    def _not_sent(self, claim: store.Claim, reason: str) -> str:
+        """Nothing was sent (the rate limiter's Redis is down): back to the queue, not counted as a
+        failure; if the broker is down too, the reaper sends it again later."""
+        with transaction(self.sessions) as session:
+            store.release(session, claim, f"not sent: {reason}", count_failure=False)
+        try:
+            self.enqueue([claim.batch_id])
+        except Exception:  # noqa: BLE001 - the batch row is queued; the reaper resends it
+            log.warning("batch %s: could not be sent again now; the reaper will", claim.batch_id)
+        return "not-sent"
+
+    def _calibration(self, claim: store.Claim) -> Calibration:
+        """The run's calibration checked against the model's recent provenance."""
+        with transaction(self.sessions) as session:
+            ratios = observed_ratios(session, claim.model)
+        s = self.settings
+        return checked_calibration(
+            ratios, claim.calibration, s.calibration_quantile, s.calibration_min_samples
+        )
+
+    def _call_failed(self, claim: store.Claim, exc: LLMCallError) -> str:
+        """What a failed call means for the batch: stop the run, split, queue again later, or fail."""
+        if isinstance(exc, SpendLimitReachedError):
             with transaction(self.sessions) as session:
                 store.stop_run(session, claim.run_id, str(exc))
                 store.fail(session, claim, str(exc))
             log.error("run %s stopped: %s", claim.run_id, exc)
             return "run-stopped"
-        except PromptTooLongError as exc:
+        if isinstance(exc, PromptTooLongError):
             return self._split_or_fail(claim, str(exc))
-        except LLMCallError as exc:
-            return self._release_or_fail(claim, f"call failed: {exc}")
-        return self._settle(claim, result, estimated, counted)
+        if isinstance(exc, RetryableCallError):
+            # Retries are used up (or the server asked for a longer wait than a thread should hold):
+            # the batch goes back to the queue, not before the server's retry-after.
+            return self._release_or_fail(claim, f"call failed: {exc}", countdown=exc.retry_after)
+        # 400, 401, 403, 404 and the like: the same request would fail the same way, so it is not sent again.
+        return self._fail(claim, f"call failed: {exc}")
 
     def _settle(
         self,
@@ -169,41 +284,26 @@ class Context:
         counted: int | None,
     ) -> str:
         attempt = result.attempts[-1]
-        overflow = result.stop_reason in OVERFLOW_STOP_REASONS
-        if result.tool_input is None:
+        # The verdict and its writing are shared with the Message Batches path (worker.settle).
+        verdict = settle.judge(result.tool_input, result.stop_reason, claim.issue_ids)
+        if verdict.step is settle.Step.SPLIT:
             self._record(claim, attempt, estimated, counted)
-            if overflow or result.stop_reason == "refusal":
-                # A refusal is about some issue's content: halving isolates it instead of asking again.
-                return self._split_or_fail(claim, f"the answer hit stop_reason={result.stop_reason}")
-            return self._release_or_fail(claim, f"no tool answer (stop_reason={result.stop_reason})")
-        validation = validate(result.tool_input, claim.issue_ids)
-        if validation.invented:
-            log.warning(
-                "batch %s: ignored invented issue ids %s", claim.batch_id, list(validation.invented)[:20]
-            )
-        if not validation.answers:
+            return self._split_or_fail(claim, verdict.reason)
+        if verdict.step is settle.Step.RETRY:
             self._record(claim, attempt, estimated, counted)
-            if overflow:
-                return self._split_or_fail(claim, f"the answer hit stop_reason={result.stop_reason}")
-            problems = "; ".join(validation.problems[:3])
-            return self._release_or_fail(claim, f"the answer had no valid entry: {problems}")
+            return self._release_or_fail(claim, verdict.reason)
         try:
             with transaction(self.sessions) as session:
                 call_id = store.record_attempt(
                     session, claim, attempt, estimated_input=estimated, counted_input=counted, host=self.host
                 )
-                # After an overflow the entries that did arrive complete are kept (they are paid for);
-                # the rest is split in two so each half fits the output allowance.
-                follow_ups = store.complete(
-                    session, claim, call_id, validation.answers, validation.missing, split_missing=overflow
-                )
-                finish_if_done(session, claim.run_id)
+                settled = settle.apply(session, claim, verdict, call_id, self.settings.batch_max_failures)
         except LeaseLostError:
             # The call happened and was billed: its provenance is kept even though its answers are not.
             self._record(claim, attempt, estimated, counted)
             raise
-        self.enqueue(follow_ups)
-        return "succeeded" if not follow_ups else "partial"
+        self.enqueue(settled.follow_ups)
+        return settled.word
 
     def _record(self, claim: store.Claim, attempt: Attempt, estimated: int, counted: int | None) -> None:
         with transaction(self.sessions) as session:
@@ -211,21 +311,24 @@ class Context:
                 session, claim, attempt, estimated_input=estimated, counted_input=counted, host=self.host
             )
 
-    def _split_or_fail(self, claim: store.Claim, reason: str) -> str:
+    def _split_or_fail(self, claim: store.Claim, reason: str, countdown: float | None = None) -> str:
         if len(claim.issues) > 1:
             with transaction(self.sessions) as session:
                 halves = store.split(session, claim, reason)
-            self.enqueue(halves)
+            self.enqueue(halves, countdown)
             return "split"
+        return self._fail(claim, reason)
+
+    def _fail(self, claim: store.Claim, reason: str) -> str:
         with transaction(self.sessions) as session:
             store.fail(session, claim, reason)
             finish_if_done(session, claim.run_id)
         return "failed"
 
-    def _release_or_fail(self, claim: store.Claim, reason: str) -> str:
+    def _release_or_fail(self, claim: store.Claim, reason: str, countdown: float | None = None) -> str:
         if claim.failures + 1 < self.settings.batch_max_failures:
             with transaction(self.sessions) as session:
                 store.release(session, claim, reason)
-            self.enqueue([claim.batch_id])
+            self.enqueue([claim.batch_id], countdown)
             return "released"
-        return self._split_or_fail(claim, f"failed {claim.failures + 1} times; last: {reason}")
+        return self._split_or_fail(claim, f"failed {claim.failures + 1} times; last: {reason}", countdown)

@@ -1,0 +1,46 @@
+"""Fixtures of the worker's integration tests: a database of one's own, a stand-in configured per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from budgetq.standin import StandIn, StandInConfig
+from budgetq.store.db import make_engine, make_sessions
+
+
+@dataclass(frozen=True)
+class OwnDatabase:
+    """A fresh, migrated database: its URL and a session factory on it."""
+
+    url: str
+    sessions: sessionmaker[Session]
+
+
+@pytest.fixture
+def own_database(fresh_database: Callable[[], str]) -> Iterator[OwnDatabase]:
+    """A database no other test writes to, for tests whose provenance must not mix with others'
+    (the calibration is learned per model from every run in a database)."""
+    url = fresh_database()
+    engine = make_engine(url, pool_size=4)
+    yield OwnDatabase(url, make_sessions(engine))
+    engine.dispose()
+
+
+@pytest.fixture
+def make_standin() -> Iterator[Callable[..., StandIn]]:
+    """Start stand-ins with a given configuration; all stop at teardown."""
+    started: list[StandIn] = []
+
+    def make(**config: object) -> StandIn:
+        server = StandIn(StandInConfig(**config))  # type: ignore[arg-type]
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
