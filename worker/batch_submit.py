@@ -1,0 +1,204 @@
+"""Submit a run's batch-api batches as Message Batches (task ``SUBMIT_MESSAGE_BATCHES``).
+
+Claim the run's queued batch-api batches under one lease token; apply the same guard as a
+synchronous call (the estimate, the exact count near the limit, halving when over); build each
+request from the synchronous call's params with the 1-hour cache TTL; group the requests under the
+API's limits; record each Message Batch as ``submitting`` with its requests; create it; and store its
+API id before the task acknowledges. A worker that dies in between leaves a ``submitting`` row that
+the poller gives back once its lease passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from budgetq.answers import PromptIssue
+from budgetq.budget import guard_limit, needs_exact_count
+from budgetq.errors import ConfigurationError, LLMCallError, NonRetryableCallError
+from budgetq.llm import CallRequest
+from budgetq.llm_batches import BATCH_CACHE_TTL
+from budgetq.message_batches import BatchRequest, body_bytes, group, request_for
+from budgetq.prompt import build_prompt
+from budgetq.store import api_modes
+from budgetq.store import batches as store
+from budgetq.store import message_batches as mb
+from budgetq.store.calibration import observed_ratios
+from budgetq.store.db import transaction
+from budgetq.store.runs import finish_if_done
+from budgetq.tokens import checked_calibration
+from worker.batch_context import BatchApiContext, give_back
+
+log = logging.getLogger("budgetq.worker.batch_api")
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """A claimed batch that passed the guard, with its Message Batch request."""
+
+    claim: store.Claim
+    request: BatchRequest
+    estimated: int
+    counted: int | None
+
+
+class Submitter:
+    """Turns queued batch-api batches into Message Batches."""
+
+    def __init__(self, api: BatchApiContext) -> None:
+        self.api = api
+        self.settings = api.settings
+
+    def submit(self, run_id: int | None = None) -> str:
+        """Submit the queued batch-api batches of ``run_id`` (or of every waiting run)."""
+        if run_id is None:
+            with transaction(self.api.context.sessions) as session:
+                runs = api_modes.runs_waiting(session)
+        else:
+            runs = [run_id]
+        requests = sum(self._submit_run(r) for r in runs)
+        return f"submitted {requests} requests"
+
+    def _submit_run(self, run_id: int) -> int:
+        s = self.settings
+        submitted = 0
+        while True:  # halves of a batch over the guard come back queued, for the next round
+            with transaction(self.api.context.sessions) as session:
+                claims = api_modes.claim_queued(
+                    session, run_id, s.message_batch_submit_lease_s, s.message_batch_max_requests
+                )
+            if not claims:
+                return submitted
+            try:
+                self.api.client(claims[0].mode, claims[0].model)
+            except ConfigurationError as exc:
+                # This run's mode has no Message Batches (record, replay): it can never be sent this way.
+                self._fail(claims, str(exc))
+                return submitted
+            try:
+                admitted = {a.claim.batch_id: a for a in self._admit(claims)}
+            except LLMCallError as exc:
+                # count_tokens is down: nothing is sent; every claim waits, unblamed, for the next poll.
+                log.warning("run %s: count_tokens failed, submission postponed: %s", run_id, exc)
+                with transaction(self.api.context.sessions) as session:
+                    give_back(session, claims, f"count_tokens failed: {exc}")
+                return submitted
+            groups = group(
+                (a.request for a in admitted.values()),
+                max_requests=s.message_batch_max_requests,
+                max_bytes=s.message_batch_max_bytes,
+            )
+            for index, requests in enumerate(groups):
+                created = self._create(run_id, [admitted[r.batch_id] for r in requests])
+                if created is None:
+                    # The API refused one: the rest wait for the next poll too, unblamed.
+                    rest = [admitted[r.batch_id].claim for later in groups[index + 1 :] for r in later]
+                    with transaction(self.api.context.sessions) as session:
+                        give_back(session, rest, "an earlier Message Batch of this submission failed")
+                    return submitted
+                submitted += created
+
+    def _fail(self, claims: Sequence[store.Claim], reason: str) -> None:
+        with transaction(self.api.context.sessions) as session:
+            for claim in claims:
+                store.fail(session, claim, reason)
+            finish_if_done(session, claims[0].run_id)
+
+    def _admit(self, claims: Sequence[store.Claim]) -> Iterable[_Admitted]:
+        """The claims that pass the window guard, as requests; the others are halved (or fail). The
+        guard is the synchronous path's: the estimate at the calibration provenance backs, and the exact
+        count when that is close to the limit or not yet confirmed. A failed count raises LLMCallError."""
+        s = self.settings
+        for claim in claims:
+            issues = [PromptIssue(i.issue_id, i.priority, i.text) for i in claim.issues]
+            prompt = build_prompt(issues, claim.calibration)  # provenance keeps the run's estimate
+            estimated = prompt.estimated_input_tokens
+            with transaction(self.api.context.sessions) as session:
+                ratios = observed_ratios(session, claim.model)
+            calibration = checked_calibration(
+                ratios, claim.calibration, s.calibration_quantile, s.calibration_min_samples
+            )
+            guarded = (
+                estimated
+                if calibration.factor == claim.calibration
+                else build_prompt(issues, calibration.factor).estimated_input_tokens
+            )
+            limit = guard_limit(claim.context_window, claim.safe_utilization)
+            request = CallRequest(
+                model=claim.model,
+                system=prompt.system,
+                user=prompt.user,
+                max_tokens=claim.max_tokens,
+                estimated_input_tokens=estimated,
+                tools=(prompt.tool,),
+                tool_choice=prompt.tool_choice,
+                cache_ttl=BATCH_CACHE_TTL,
+            )
+            counted: int | None = None
+            margin = s.count_tokens_margin
+            if needs_exact_count(guarded, claim.max_tokens, limit, margin, confirmed=calibration.confirmed):
+                counted = self.api.context.client(claim.mode, claim.model).count_tokens(request)
+            decided = guarded if counted is None else counted
+            if decided + claim.max_tokens > limit:
+                word = "estimated" if counted is None else "counted"
+                reason = (
+                    f"{word} input {decided} + max_tokens {claim.max_tokens} exceeds the guard of {limit}"
+                )
+                self.api.split_apart(claim, reason)
+                continue
+            yield _Admitted(claim, request_for(claim.batch_id, request.params()), estimated, counted)
+
+    def _create(self, run_id: int, admitted: Sequence[_Admitted]) -> int | None:
+        """Create one Message Batch; how many requests it holds, or None when the API refused it."""
+        members = [mb.Member(a.claim.batch_id, a.claim.token, a.estimated, a.counted) for a in admitted]
+        size = body_bytes([a.request for a in admitted])
+        with transaction(self.api.context.sessions) as session:
+            tracked = mb.open_submission(
+                session, run_id, members, size, self.settings.message_batch_submit_lease_s
+            )
+        try:
+            state = self.api.client(tracked.mode, tracked.model).create([a.request.entry for a in admitted])
+        except LLMCallError as exc:
+            log.warning(
+                "run %s: creating a Message Batch of %s requests failed: %s", run_id, len(admitted), exc
+            )
+            # A refusal of the request itself (a 4xx) is some batch's fault: counted, so halving isolates
+            # it. An outage or an unanswered create is not: the batches wait, unblamed, for the next poll.
+            blame = isinstance(exc, NonRetryableCallError) and exc.status is not None
+            abandon(
+                self.api,
+                tracked,
+                [a.claim for a in admitted],
+                f"creating the Message Batch failed: {exc}",
+                blame=blame,
+            )
+            return None
+        with transaction(self.api.context.sessions) as session:
+            confirmed = mb.confirm(session, tracked, state.api_id, state.processing_status, state.expires_at)
+        if not confirmed:
+            log.error(
+                "run %s: Message Batch %s was created after its submission was given up (raise "
+                "BUDGETQ_MESSAGE_BATCH_SUBMIT_LEASE_S); its results will not be ingested",
+                run_id,
+                state.api_id,
+            )
+            return 0
+        log.info("run %s: submitted Message Batch %s (%s requests)", run_id, state.api_id, len(admitted))
+        return len(admitted)
+
+
+def abandon(
+    api: BatchApiContext, tracked: mb.Tracked, claims: Sequence[store.Claim], reason: str, *, blame: bool
+) -> None:
+    """Mark a submission abandoned and give its batches back (``blame``: down the retry path, counted)."""
+    follow_ups: list[int] = []
+    with transaction(api.context.sessions) as session:
+        if not mb.abandon(session, tracked, reason):
+            return
+        if not blame:
+            give_back(session, claims, reason)
+            return
+        for claim in claims:
+            follow_ups += api.retry(session, claim, reason).follow_ups
+    api.dispatch(follow_ups)
