@@ -4,15 +4,21 @@
     ├── ConfigurationError        a setting is missing or wrong (bad URL, no API key in live mode)
     ├── BudgetExceededError       a call would break the per-call window guard (the seed's error)
     ├── SpendCapExceededError     a call's worst-case cost does not fit the run's or day's USD cap
+    │   └── SpendCapBusyError     …only while calls in flight hold reservations: it may fit once they settle
+    ├── RateLimitUnavailableError the shared rate limiter (Redis) admitted nothing in time; nothing was sent
+    ├── RequestOverRateLimitError one request exceeds a per-minute limit on its own: split the batch
     ├── LLMCallError              a Messages API call failed; carries status and request id
     │   ├── RetryableCallError    429, 529, 5xx, 408, 409, connection errors and timeouts
     │   ├── NonRetryableCallError 400, 401, 403, 404 and other 4xx: retrying unchanged cannot help
+    │   │   └── CassetteMissingError replay mode has no recorded answer for the request
     │   ├── PromptTooLongError    the request overflowed the window or max_tokens: split the batch
     │   └── SpendLimitReachedError the organisation's spend limit is reached: stop the run
     ├── AnswerInvalidError        the model's answer could not be used (malformed, refused, truncated)
     ├── LeaseLostError            a worker lost its batch lease; it must not write
     ├── IngestError               an issue file could not be loaded
-    └── NotFoundError             an issue set, run or batch does not exist
+    ├── SelectorError             a selection of issues (reprocess --failed-only, --issues …) is malformed
+    ├── NotFoundError             an issue set, run or batch does not exist (or a selection matches nothing)
+    └── QueryFailedError          a read-only query of `budgetq db query` was refused by PostgreSQL
 """
 
 from __future__ import annotations
@@ -32,6 +38,18 @@ class BudgetExceededError(BudgetqError):
 
 class SpendCapExceededError(BudgetqError):
     """A call's worst-case cost does not fit the remaining USD spend cap."""
+
+
+class SpendCapBusyError(SpendCapExceededError):
+    """The cap is taken up by reservations of calls in flight; the call may fit once they settle."""
+
+
+class RateLimitUnavailableError(BudgetqError):
+    """The shared rate limiter could not admit a call in time (Redis down, or no free slot); not sent."""
+
+
+class RequestOverRateLimitError(BudgetqError):
+    """One request alone exceeds a per-minute limit; only a smaller request can ever be admitted."""
 
 
 class LLMCallError(BudgetqError):
@@ -69,6 +87,10 @@ class SpendLimitReachedError(LLMCallError):
     """The API reports the organisation's spend limit as reached; the run must stop."""
 
 
+class CassetteMissingError(NonRetryableCallError):
+    """Replay mode has no recorded answer for a request; record it first."""
+
+
 class AnswerInvalidError(BudgetqError):
     """The model's answer could not be used as results."""
 
@@ -81,5 +103,13 @@ class IngestError(BudgetqError):
     """An issue file could not be loaded."""
 
 
+class SelectorError(BudgetqError):
+    """A selection of a set's issues is malformed (options combined, ids not numbers, unknown priority)."""
+
+
 class NotFoundError(BudgetqError):
     """An issue set, run or batch does not exist."""
+
+
+class QueryFailedError(BudgetqError):
+    """A read-only SQL query given on the command line failed (syntax, unknown column, a write)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,8 @@ class Settings(BaseSettings):
     model: str = "claude-sonnet-4-6"
     # live, standin, record or replay; unset: live when a key is set, else the stand-in.
     mode: str | None = None
+    # Where the record mode saves cassettes and the replay mode reads them; unset: data_dir/cassettes.
+    cassette_dir: Path | None = None
 
     # The per-call window guard and the shape of a batch.
     safe_utilization: float = Field(default=0.75, gt=0, le=1)
@@ -40,6 +43,14 @@ class Settings(BaseSettings):
     max_issues_per_call: int = Field(default=100, gt=0)
     output_tokens_per_issue: int = Field(default=120, gt=0)
     count_tokens_margin: float = Field(default=0.9, gt=0, le=1)
+    # Treat the model's window as this many tokens (at most the catalog's); unset: the catalog's.
+    context_window: int | None = Field(default=None, gt=0)
+    # Plan with this calibration (Claude tokens per cl100k token) instead of the learned or catalog one;
+    # workers still check it against provenance and count exactly while it is not confirmed.
+    calibration: float | None = Field(default=None, gt=0)
+    # Learning the calibration from llm_calls: how many recent calls must back it, at which quantile.
+    calibration_min_samples: int = Field(default=20, ge=1)
+    calibration_quantile: float = Field(default=0.95, gt=0, le=1)
 
     # Calls: timeouts and the retry policy (tenacity).
     call_timeout_s: float = Field(default=120.0, gt=0)
@@ -53,14 +64,52 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=20, ge=1)
     lease_seconds: float = Field(default=300.0, gt=0)
     batch_max_failures: int = Field(default=3, ge=1)
+    reaper_interval_s: float = Field(default=60.0, gt=0)
+    # A queued batch not claimed for this long is sent again (its message may be lost, e.g. Redis flushed).
+    requeue_after_s: float = Field(default=600.0, gt=0)
+    # Redis redelivers an unacked task after this long; unset: derived, well above the task's hard limit.
+    visibility_timeout_s: float | None = Field(default=None, gt=0)
 
     # Spend caps in USD (None: no cap).
     run_spend_cap_usd: Decimal | None = None
     daily_spend_cap_usd: Decimal | None = None
+    # A batch refused only because calls in flight hold the cap's room goes back to the queue this long.
+    spend_cap_wait_s: float = Field(default=10.0, gt=0)
+
+    # The distributed rate limit shared by all workers through Redis (None: no limit of our own; the
+    # API's anthropic-ratelimit-* headers still lower it when they announce one).
+    rate_limit_rpm: int | None = Field(default=None, gt=0)
+    rate_limit_input_tpm: int | None = Field(default=None, gt=0)
+    rate_limit_output_tpm: int | None = Field(default=None, gt=0)
+    rate_limit_window_s: float = Field(default=60.0, gt=0)
+    # Extra time an admitted request stays in our window, so clock and network skew never let a request
+    # reach the API just before its predecessor leaves the API's own window.
+    rate_limit_skew_s: float = Field(default=1.0, ge=0)
+    rate_limit_max_wait_s: float = Field(default=300.0, gt=0)
+    rate_limit_redis_url: str | None = None  # unset: the broker's Redis
+
+    # Loading issues: a longer text is rejected with its line number (a cap on a single call's input).
+    ingest_max_text_chars: int = Field(default=100_000, ge=1)
 
     # Scheduling and observability.
+    # When the beat sends the nightly planning: a 5-field cron line in UTC.
     nightly_cron: str = "0 2 * * *"
-    metrics_port: int | None = None
+    # Prometheus metrics of a worker or scheduler process on this port (unset: not served).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Logs of worker and scheduler processes: one JSON object per line (json) or plain text (text).
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+
+    # The Message Batches API (run mode batch-api: 50% off, results within 24 hours).
+    # How nightly runs call the model unless their issue set says otherwise: sync or batch-api.
+    nightly_api_mode: Literal["sync", "batch-api"] = "sync"
+    message_batch_poll_s: float = Field(default=60.0, gt=0)  # the beat's status poll
+    # Where errored and expired requests go: the run's next Message Batch, or synchronous calls.
+    message_batch_retry_path: Literal["resubmit", "sync"] = "resubmit"
+    message_batch_max_requests: int = Field(default=100_000, ge=1, le=100_000)
+    message_batch_max_bytes: int = Field(default=256_000_000, ge=1, le=256_000_000)
+    # A submission whose create call is not confirmed by then is abandoned and its batches queued again.
+    message_batch_submit_lease_s: float = Field(default=600.0, gt=0)
 
     def resolved_mode(self) -> str:
         """The call mode in force: the configured one, else live with a key and the stand-in without."""

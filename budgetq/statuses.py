@@ -57,3 +57,29 @@ class RunKind(StrEnum):
     MANUAL = "manual"
     NIGHTLY = "nightly"
     REPROCESS = "reprocess"
+
+
+class ReservationStatus(StrEnum):
+    """Where a spend reservation stands; a held or unknown one still counts against its caps."""
+
+    HELD = "held"
+    SETTLED = "settled"
+    RELEASED = "released"
+    UNKNOWN = "unknown"
+
+
+class ApiMode(StrEnum):
+    """How a run's batches reach the model: one synchronous call each, or the Message Batches API."""
+
+    SYNC = "sync"
+    BATCH_API = "batch-api"
+
+
+class MessageBatchStatus(StrEnum):
+    """Where one of our Message Batches stands; ingested and abandoned are terminal."""
+
+    SUBMITTING = "submitting"  # its batches are claimed; the create call has not been confirmed
+    IN_PROGRESS = "in_progress"  # the API holds it (its id is stored)
+    INGESTING = "ingesting"  # it ended; a poller is writing its results under a lease
+    INGESTED = "ingested"
+    ABANDONED = "abandoned"  # the create call failed or was never confirmed; its batches went back

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from budgetq.queue import make_celery
+from budgetq import observability
+from budgetq.queue import LLM_QUEUE, make_celery
 from budgetq.settings import Settings
 from worker import tasks
 
@@ -11,3 +12,4 @@ if not settings.redis_url:
     raise SystemExit("set BUDGETQ_REDIS_URL (the broker) before starting a worker")
 app = make_celery(settings, settings.redis_url, name="budgetq-worker")
 tasks.register(app, settings)
+observability.install(settings, queues=(LLM_QUEUE,))

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from budgetq.cli import app
 from budgetq.cli.environment import console, environment, fail
-from budgetq.errors import BudgetqError
+from budgetq.cli.report import OutputFormat, print_report, read_session
+from budgetq.errors import BudgetqError, QueryFailedError
 from budgetq.settings import Settings
 from budgetq.store.db import upgrade
+from budgetq.store.reports import read_query
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="The database: migrate it, or query it (the cost views).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
@@ -21,8 +24,37 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     """Run the migrations against BUDGETQ_DATABASE_URL (or the embedded PostgreSQL)."""
     settings = Settings()
     try:
-        with environment(settings, need_api=False) as env:
+        with environment(settings, need_api=False, need_broker=False) as env:
             upgrade(env.database_url, revision)
     except BudgetqError as exc:
         raise fail(exc) from exc
     console.print(f"database at {revision}")
+
+
+@db_app.command("query")
+def db_query(
+    sql: Annotated[
+        str,
+        typer.Argument(
+            metavar="[SQL]",
+            help="One statement, run read-only (SELECT * FROM cost_by_run); '-' or none: read it from stdin.",
+        ),
+    ] = "-",
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")] = OutputFormat.TABLE,
+) -> None:
+    """Run a read-only SQL query (e.g. the README's cost queries: `budgetq db query < query.sql`)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if sql == "-":
+        # From stdin, a query may start with a "-- comment" line, which as an argument reads as an option.
+        sql = sys.stdin.read()
+    settings = Settings()
+    try:
+        with read_session(settings) as session:
+            result = read_query(session, sql)
+    except BudgetqError as exc:
+        raise fail(exc) from exc
+    except DBAPIError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise fail(QueryFailedError(f"the query failed: {reason}")) from exc
+    print_report(result, fmt, "", raw=True)

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from budgetq import processes
 from budgetq.cli import app
 from budgetq.cli.environment import console, environment, fail, worker_env
+from budgetq.cli.watch import watch
 from budgetq.errors import BudgetqError
 from budgetq.queue import make_celery
 from budgetq.scenario import seed_issues
@@ -25,31 +25,6 @@ from budgetq.store import issues as issue_store
 from budgetq.store import runs as run_store
 from budgetq.store.db import make_engine, make_sessions, ping, transaction, upgrade
 from budgetq.store.models import Issue, LLMCall, Result
-
-
-def _watch(sessions: sessionmaker[Session], run_id: int, total: int, timeout_s: float) -> run_store.Progress:
-    """Show live progress of a run until every batch is terminal (or the timeout passes)."""
-    columns = (
-        TextColumn("[bold]run {task.fields[run]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    )
-    deadline = time.monotonic() + timeout_s
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("issues", total=total, run=run_id, detail="")
-        while True:
-            with transaction(sessions) as session:
-                p = run_store.progress(session, run_id)
-            done = sum(p.issues.get(s.value, 0) for s in IssueStatus if s is not IssueStatus.PENDING)
-            detail = (
-                f"answered {p.issues.get('answered', 0)} · failed {p.issues.get('failed', 0)} · "
-                f"batches open {p.batches_open} · calls {p.calls} · ${p.cost_usd:.4f}"
-            )
-            bar.update(task, completed=done, detail=detail)
-            if p.status != RunStatus.RUNNING.value or time.monotonic() > deadline:
-                return p
 
 
 def _summary(
@@ -134,7 +109,7 @@ def demo(
             worker = processes.start_worker(worker_env(env), concurrency, settings.data_dir / "worker.log")
             try:
                 enqueue(make_celery(settings, env.redis_url), sessions, planned.batch_ids)
-                progress = _watch(sessions, planned.run_id, planned.issues, timeout)
+                progress = watch(sessions, planned.run_id, planned.issues, timeout)
             finally:
                 processes.stop(worker)
             with transaction(sessions) as session:

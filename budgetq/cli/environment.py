@@ -9,12 +9,16 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.embedded import ensure_servers
-from budgetq.errors import BudgetqError
+from budgetq.errors import BudgetqError, ConfigurationError
 from budgetq.settings import Settings
+from budgetq.store.db import ensure_migrated, make_engine, make_sessions, ping, sqlalchemy_url, upgrade
 
 console = Console(stderr=True)
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -29,14 +33,29 @@ class Environment:
 
 
 @contextlib.contextmanager
-def environment(settings: Settings, *, need_api: bool) -> Iterator[Environment]:
-    """Configured servers, or embedded ones (PostgreSQL, Redis, the stand-in) where none are configured."""
-    servers = ensure_servers(settings.database_url, settings.redis_url, settings.data_dir)
-    if settings.database_url is None or settings.redis_url is None:
-        console.print(
-            f"[dim]Using embedded servers under {settings.data_dir}/ (set BUDGETQ_DATABASE_URL and "
-            "BUDGETQ_REDIS_URL to use your own).[/dim]"
+def environment(settings: Settings, *, need_api: bool, need_broker: bool = True) -> Iterator[Environment]:
+    """Configured servers, or embedded ones (PostgreSQL, Redis, the stand-in) where none are configured.
+
+    A command that only reads or migrates the database passes ``need_broker=False``: no Redis is started.
+    """
+    if need_api and settings.resolved_mode() == "live" and settings.anthropic_api_key is None:
+        raise ConfigurationError(
+            "live mode needs ANTHROPIC_API_KEY; set it, or unset BUDGETQ_MODE to use the local stand-in"
         )
+    # A malformed URL is reported before anything is started.
+    if settings.database_url is not None:
+        sqlalchemy_url(settings.database_url)
+    if need_broker and settings.redis_url is not None and not settings.redis_url.startswith(REDIS_SCHEMES):
+        raise ConfigurationError(
+            f"broker URL {settings.redis_url.split('@')[-1]!r} is not a Redis URL; "
+            "set BUDGETQ_REDIS_URL to redis://host:6379/0"
+        )
+    redis_url = settings.redis_url if need_broker else (settings.redis_url or "")
+    servers = ensure_servers(settings.database_url, redis_url, settings.data_dir)
+    if settings.database_url is None or redis_url is None:
+        variables = "BUDGETQ_DATABASE_URL and BUDGETQ_REDIS_URL" if need_broker else "BUDGETQ_DATABASE_URL"
+        note = f"Using embedded servers under {settings.data_dir}/ (set {variables} to use your own)."
+        console.print(f"[dim]{note}[/dim]", soft_wrap=True)
     handles: list[Any] = list(servers.handles)
     base_url = settings.anthropic_base_url
     standin = None
@@ -48,7 +67,8 @@ def environment(settings: Settings, *, need_api: bool) -> Iterator[Environment]:
         handles.append(standin)
         console.print(
             f"[yellow]No ANTHROPIC_API_KEY: calls go to the local Messages API stand-in at {base_url}, "
-            "not to Anthropic. Costs shown are what the calls would cost at list price.[/yellow]"
+            "not to Anthropic. Costs shown are what the calls would cost at list price.[/yellow]",
+            soft_wrap=True,
         )
     assert servers.database_url is not None and servers.redis_url is not None
     try:
@@ -56,6 +76,24 @@ def environment(settings: Settings, *, need_api: bool) -> Iterator[Environment]:
     finally:
         if standin is not None:
             standin.stop()
+
+
+@contextlib.contextmanager
+def database(
+    settings: Settings, *, need_api: bool = False, need_broker: bool = False
+) -> Iterator[tuple[Environment, sessionmaker[Session]]]:
+    """The environment and sessions on its database: an embedded database is migrated on the spot
+    (as the demo does), a configured one must already be at this code's revision."""
+    with environment(settings, need_api=need_api, need_broker=need_broker) as env:
+        if settings.database_url is None:
+            upgrade(env.database_url)
+        engine = make_engine(env.database_url)
+        try:
+            ping(engine)
+            ensure_migrated(engine)
+            yield env, make_sessions(engine)
+        finally:
+            engine.dispose()
 
 
 def worker_env(env: Environment) -> dict[str, str]:
@@ -70,6 +108,32 @@ def worker_env(env: Environment) -> dict[str, str]:
     return out
 
 
+def fail_line(message: str) -> int:
+    """Print ``message`` as one error line (never wrapped) and return the exit code, 2."""
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+    return 2
+
+
 def fail(exc: BudgetqError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(2)
+    """Print ``exc`` as one line (never wrapped, never a traceback) and return the exit to raise."""
+    return typer.Exit(fail_line(str(exc)))
+
+
+def outage_line(exc: BaseException) -> str | None:
+    """One line for an error of the environment (bad or unreachable database or broker, schema not
+    migrated, a budgetq error); None for anything else, which is a bug and keeps its traceback."""
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    if isinstance(exc, BudgetqError):
+        return str(exc)
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
+    first = lines[0].rstrip(".")
+    if isinstance(exc, ProgrammingError) and getattr(exc.orig, "sqlstate", None) == "42P01":
+        return f"the database has no budgetq schema ({first}): run `budgetq db upgrade`"
+    if isinstance(exc, OperationalError):
+        return f"cannot reach PostgreSQL: {first}; check BUDGETQ_DATABASE_URL"
+    if isinstance(exc, BrokerError | RedisConnectionError):
+        return f"cannot reach the broker: {first}; check BUDGETQ_REDIS_URL"
+    return None

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from budgetq.answers import Answer
 from budgetq.errors import LeaseLostError
 from budgetq.llm import Attempt
-from budgetq.statuses import BatchStatus, IssueStatus, RunStatus
+from budgetq.statuses import ApiMode, BatchStatus, IssueStatus, RunStatus
 from budgetq.store.models import Batch, BatchIssue, Issue, LLMCall, Result, Run, RunIssue
 
 
@@ -48,6 +48,7 @@ class Claim:
     calibration: float
     failures: int
     issues: tuple[ClaimedIssue, ...]
+    api_mode: str = ApiMode.SYNC.value  # the path its follow-up batches take (batches.api_mode)
 
     @property
     def issue_ids(self) -> tuple[int, ...]:
@@ -56,14 +57,18 @@ class Claim:
 
 
 def claim(session: Session, batch_id: int, lease_seconds: float) -> Claim | None:
-    """Take the lease on a queued batch (or one whose lease expired); None when someone else holds it."""
+    """Take the lease on a queued batch (or one whose lease expired) of a running run; None when someone
+    else holds it, it is done, or its run was stopped."""
     token = uuid.uuid4()
     claimable = (Batch.status == BatchStatus.QUEUED.value) | (
         (Batch.status == BatchStatus.RUNNING.value) & (Batch.lease_until < func.now())
     )
+    running_runs = select(Run.id).where(Run.status == RunStatus.RUNNING.value)
+    # A batch-api batch travels in a Message Batch (worker.batch_api); a stray task must not call for it.
+    synchronous = Batch.api_mode == ApiMode.SYNC.value
     row = session.execute(
         update(Batch)
-        .where(Batch.id == batch_id, claimable)
+        .where(Batch.id == batch_id, claimable, Batch.run_id.in_(running_runs), synchronous)
         .values(
             status=BatchStatus.RUNNING.value,
             lease_token=token,
@@ -159,6 +164,8 @@ def record_attempt(
                 "stop_reason": attempt.stop_reason,
                 "service_tier": attempt.service_tier,
                 "cost_usd": attempt.cost_usd,
+                # Stand-in and replayed calls are priced at list price but nobody is billed for them.
+                "would_have_cost": c.mode in ("standin", "replay"),
                 "price_version": attempt.price_version,
                 "retry_after_s": attempt.retry_after_s,
                 "latency_ms": attempt.latency_ms,
@@ -187,6 +194,7 @@ def _new_batch(session: Session, c: Claim, issue_ids: Sequence[int], reason: str
                 "output_tokens_est": 0,
                 "max_tokens": c.max_tokens,
                 "last_error": reason,
+                "api_mode": c.api_mode,
             }
         ],
     ).one()
@@ -262,8 +270,9 @@ def fail(session: Session, c: Claim, reason: str) -> None:
     _set_issue_status(session, c.run_id, c.issue_ids, IssueStatus.FAILED, reason)
 
 
-def release(session: Session, c: Claim, reason: str) -> None:
-    """Give the batch back to the queue after a failed try, counting the failure."""
+def release(session: Session, c: Claim, reason: str, *, count_failure: bool = True) -> None:
+    """Give the batch back to the queue after a failed try, counting the failure unless told not to
+    (nothing was sent)."""
     _fence(
         session,
         c,
@@ -271,27 +280,35 @@ def release(session: Session, c: Claim, reason: str) -> None:
         lease_token=None,
         lease_until=None,
         last_error=reason,
-        failures=Batch.failures + 1,
+        failures=Batch.failures + 1 if count_failure else Batch.failures,
     )
 
 
 def stop_run(session: Session, run_id: int, reason: str) -> None:
-    """Stop a run: its queued batches and pending issues fail with ``reason``."""
+    """Stop a run: its queued batches and their issues fail with ``reason``. Batches already running
+    finish and record their answers (their calls are paid for); later follow-ups are refused."""
     session.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
         .values(status=RunStatus.STOPPED.value, stop_reason=reason, finished_at=func.now())
     )
-    session.execute(
+    failed = session.scalars(
         update(Batch)
         .where(Batch.run_id == run_id, Batch.status == BatchStatus.QUEUED.value)
         .values(status=BatchStatus.FAILED.value, last_error=reason, finished_at=func.now())
-    )
-    session.execute(
-        update(RunIssue)
-        .where(RunIssue.run_id == run_id, RunIssue.status == IssueStatus.PENDING.value)
-        .values(status=IssueStatus.FAILED.value, reason=reason)
-    )
+        .returning(Batch.id)
+    ).all()
+    if failed:
+        members = select(BatchIssue.issue_id).where(BatchIssue.batch_id.in_(failed))
+        session.execute(
+            update(RunIssue)
+            .where(
+                RunIssue.run_id == run_id,
+                RunIssue.issue_id.in_(members),
+                RunIssue.status == IssueStatus.PENDING.value,
+            )
+            .values(status=IssueStatus.FAILED.value, reason=reason)
+        )
 
 
 def _set_issue_status(

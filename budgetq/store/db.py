@@ -52,26 +52,53 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Run the Alembic migrations up to ``revision`` against ``url``."""
+def _migrate(url: str, revision: str, *, up: bool) -> None:
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
+    from sqlalchemy.exc import OperationalError
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["database_url"] = url
-    command.upgrade(config, revision)
+    try:
+        (command.upgrade if up else command.downgrade)(config, revision)
+    except CommandError as exc:
+        raise ConfigurationError(f"cannot migrate to revision {revision!r}: {exc}") from exc
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise ConfigurationError(
+            f"cannot reach PostgreSQL at {make_url(sqlalchemy_url(url)).render_as_string()}: {reason}"
+        ) from exc
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Run the Alembic migrations up to ``revision`` against ``url``."""
+    _migrate(url, revision, up=True)
 
 
 def downgrade(url: str, revision: str) -> None:
     """Run the Alembic migrations down to ``revision`` against ``url``."""
-    from alembic import command
+    _migrate(url, revision, up=False)
+
+
+def ensure_migrated(engine: Engine) -> None:
+    """Raise ConfigurationError, naming the fix, unless the database is at this code's schema revision."""
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["database_url"] = url
-    command.downgrade(config, revision)
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    if current != heads:
+        at = ", ".join(sorted(current)) or "no budgetq schema"
+        raise ConfigurationError(
+            f"the database at {engine.url.render_as_string()} has {at}, this budgetq needs revision "
+            f"{', '.join(sorted(heads))}: run `budgetq db upgrade`"
+        )
 
 
 def ping(engine: Engine) -> None:
@@ -80,6 +107,8 @@ def ping(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
+        # The driver's first line says why; SQLAlchemy's wrapping adds lines and a link.
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigurationError(
-            f"cannot reach PostgreSQL at {engine.url.render_as_string()}: {exc}"
+            f"cannot reach PostgreSQL at {engine.url.render_as_string()}: {reason}"
         ) from exc

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.orm import Session
 
 from budgetq.errors import NotFoundError
+from budgetq.selector import Selector
 from budgetq.store.models import Issue, IssueSet
+from budgetq.store.selection import issue_filter
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ def set_id_by_name(session: Session, name: str) -> int:
     return found
 
 
+def nightly_sets(session: Session) -> list[tuple[int, str]]:
+    """(id, name) of the sets marked for nightly processing, oldest first."""
+    stmt = select(IssueSet.id, IssueSet.name).where(IssueSet.nightly.is_(True)).order_by(IssueSet.id)
+    return [(set_id, name) for set_id, name in session.execute(stmt)]
+
+
 def insert_issues(session: Session, set_id: int, issues: Iterable[NewIssue]) -> int:
     """Insert issues into a set in one multi-row statement; return how many."""
     rows = [
@@ -65,32 +74,67 @@ def insert_issues(session: Session, set_id: int, issues: Iterable[NewIssue]) -> 
     return len(rows)
 
 
-def uncounted(session: Session, set_id: int, encoding: str) -> list[tuple[int, str]]:
-    """(id, text) of the set's issues whose token count is missing or from another encoding."""
-    stmt = select(Issue.id, Issue.text).where(
-        Issue.set_id == set_id, (Issue.raw_tokens.is_(None)) | (Issue.token_encoding != encoding)
+def count_stale(session: Session, set_id: int, encoding: str, version: str) -> int:
+    """How many of the set's issues have no token count, or one from another encoding or version."""
+    return session.scalar(select(func.count()).where(Issue.set_id == set_id, _stale(encoding, version))) or 0
+
+
+def stale_texts(
+    session: Session, set_id: int, encoding: str, version: str, chunk: int
+) -> Iterator[list[tuple[int, str]]]:
+    """(id, text) of the issues ``count_stale`` counts, ``chunk`` rows at a time from a server-side cursor."""
+    # The driver's own named cursor: SQLAlchemy's row objects cost more than the fetch itself here.
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor(name="budgetq_stale_texts") as cursor:
+        cursor.itersize = chunk
+        cursor.execute(
+            "SELECT id, text FROM issues WHERE set_id = %s AND (raw_tokens IS NULL "
+            "OR token_encoding IS DISTINCT FROM %s OR calibration_version IS DISTINCT FROM %s)",
+            (set_id, encoding, version),
+        )
+        while rows := cursor.fetchmany(chunk):
+            yield rows
+
+
+@contextmanager
+def count_writer(
+    session: Session, encoding: str, version: str
+) -> Iterator[Callable[[Iterable[tuple[int, int]]], None]]:
+    """A function that COPYs (issue id, raw count) pairs into a temporary table; on leaving the block
+    one UPDATE ... FROM stores them all with the encoding and calibration version (not row by row)."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    driver.execute("CREATE TEMP TABLE budgetq_token_counts (id bigint, raw_tokens integer) ON COMMIT DROP")
+
+    def write(pairs: Iterable[tuple[int, int]]) -> None:
+        with (
+            driver.cursor() as cursor,
+            cursor.copy("COPY budgetq_token_counts (id, raw_tokens) FROM STDIN") as copy,
+        ):
+            for pair in pairs:
+                copy.write_row(pair)
+
+    yield write
+    driver.execute(
+        "UPDATE issues SET raw_tokens = c.raw_tokens, token_encoding = %s, calibration_version = %s "
+        "FROM budgetq_token_counts c WHERE issues.id = c.id",
+        (encoding, version),
     )
-    return [(r.id, r.text) for r in session.execute(stmt)]
+    driver.execute("DROP TABLE budgetq_token_counts")
 
 
-def save_counts(session: Session, counts: Sequence[tuple[int, int]], encoding: str, version: str) -> None:
-    """Store raw token counts, one (issue id, count) pair each."""
-    if not counts:
-        return
-    table = Issue.__table__
-    assert isinstance(table, Table)
-    stmt = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values(raw_tokens=bindparam("b_tokens"), token_encoding=encoding, calibration_version=version)
+def _stale(encoding: str, version: str) -> ColumnElement[bool]:
+    return (
+        Issue.raw_tokens.is_(None)
+        | Issue.token_encoding.is_distinct_from(encoding)
+        | Issue.calibration_version.is_distinct_from(version)
     )
-    session.execute(stmt, [{"b_id": i, "b_tokens": n} for i, n in counts])
 
 
-def planning_rows(session: Session, set_id: int, issue_ids: Sequence[int] | None = None) -> list[IssueRow]:
-    """The set's issues in arrival order (optionally only ``issue_ids``), with their cached counts."""
-    stmt = select(Issue.id, Issue.priority, Issue.chars, Issue.raw_tokens).where(Issue.set_id == set_id)
-    if issue_ids is not None:
-        stmt = stmt.where(Issue.id.in_(issue_ids))
+def planning_rows(session: Session, set_id: int, selector: Selector | None = None) -> list[IssueRow]:
+    """The set's issues in arrival order (only the ``selector``'s, if given), with their cached counts."""
+    where = issue_filter(set_id, selector) if selector is not None else Issue.set_id == set_id
+    stmt = select(Issue.id, Issue.priority, Issue.chars, Issue.raw_tokens).where(where)
     rows = session.execute(stmt.order_by(Issue.id))
-    return [IssueRow(r.id, r.priority, r.chars, r.raw_tokens or 0) for r in rows]
+    return [IssueRow(issue_id, priority, chars, raw or 0) for issue_id, priority, chars, raw in rows]

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -45,6 +46,7 @@ class IssueSet(Base):
     name: Mapped[str] = mapped_column(Text, unique=True)
     nightly: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     model: Mapped[str | None] = mapped_column(Text)
+    api_mode: Mapped[str | None] = mapped_column(String(16))  # sync or batch-api; None: the default
     created_at: Mapped[dt.datetime] = _now()
 
 
@@ -58,6 +60,8 @@ class Issue(Base):
         Index("issues_set_priority_idx", "set_id", "priority"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # In the database this key is enforced per statement by triggers, not per row (migration 0004:
+    # bulk loads); declared here so SQLAlchemy still orders inserts of sets before their issues.
     set_id: Mapped[int] = mapped_column(ForeignKey("issue_sets.id", ondelete="CASCADE"))
     external_id: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(SmallInteger)
@@ -79,6 +83,7 @@ class Run(Base):
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     mode: Mapped[str] = mapped_column(String(16))
+    api_mode: Mapped[str] = mapped_column(String(16), default="sync", server_default="sync")
     model: Mapped[str] = mapped_column(Text)
     nightly_date: Mapped[dt.date | None] = mapped_column(Date)
     selector: Mapped[dict[str, object] | None] = mapped_column(JSONB)
@@ -105,6 +110,8 @@ class Batch(Base):
     seq: Mapped[int] = mapped_column(Integer)
     priority: Mapped[int] = mapped_column(SmallInteger)
     status: Mapped[str] = mapped_column(String(16))
+    # sync: a worker claims it and calls; batch-api: it travels as one request of a Message Batch.
+    api_mode: Mapped[str] = mapped_column(String(16), default="sync", server_default="sync")
     issue_count: Mapped[int] = mapped_column(Integer)
     input_tokens_est: Mapped[int] = mapped_column(Integer)
     output_tokens_est: Mapped[int] = mapped_column(Integer)
@@ -145,7 +152,10 @@ class Result(Base):
     """The validated answer for one issue in one run; at most one per (run, issue)."""
 
     __tablename__ = "results"
-    __table_args__ = (UniqueConstraint("run_id", "issue_id", name="results_run_issue_key"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "issue_id", name="results_run_issue_key"),
+        Index("results_llm_call_idx", "llm_call_id"),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
@@ -166,6 +176,13 @@ class LLMCall(Base):
         Index("llm_calls_run_idx", "run_id"),
         Index("llm_calls_batch_idx", "batch_id"),
         Index("llm_calls_started_idx", "started_at"),
+        Index(
+            "llm_calls_message_batch_request_key",
+            "message_batch_id",
+            "batch_id",
+            unique=True,
+            postgresql_where=text("message_batch_id IS NOT NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -199,3 +216,80 @@ class LLMCall(Base):
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     worker_host: Mapped[str | None] = mapped_column(Text)
+    # The Message Batch the call travelled in; (message_batch_id, batch_id) is unique, so a result
+    # ingested twice is recorded once.
+    message_batch_id: Mapped[str | None] = mapped_column(Text)
+
+
+class DailySpend(Base):
+    """What all runs spent and hold reserved on one UTC day, against the daily cap."""
+
+    __tablename__ = "daily_spend"
+    __table_args__ = (
+        CheckConstraint("spent_usd >= 0 AND reserved_usd >= 0", name="daily_spend_not_negative"),
+    )
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    cap_usd: Mapped[Decimal | None] = mapped_column(USD)
+    spent_usd: Mapped[Decimal] = mapped_column(USD, default=Decimal(0), server_default="0")
+    reserved_usd: Mapped[Decimal] = mapped_column(USD, default=Decimal(0), server_default="0")
+    updated_at: Mapped[dt.datetime] = _now()
+
+
+class SpendReservation(Base):
+    """One attempt's worst-case cost, held against its run's and its day's caps until it settles."""
+
+    __tablename__ = "spend_reservations"
+    __table_args__ = (
+        Index("spend_reservations_run_idx", "run_id"),
+        Index("spend_reservations_status_idx", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    day: Mapped[dt.date] = mapped_column(ForeignKey("daily_spend.day"))
+    amount_usd: Mapped[Decimal] = mapped_column(USD)
+    actual_usd: Mapped[Decimal | None] = mapped_column(USD)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = _now()
+    settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+class MessageBatch(Base):
+    """One Message Batch we created (or tried to): its API id, state and request tallies."""
+
+    __tablename__ = "message_batches"
+    __table_args__ = (Index("message_batches_status_idx", "status"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    api_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    request_count: Mapped[int] = mapped_column(Integer)
+    body_bytes: Mapped[int] = mapped_column(BigInteger)
+    lease_token: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    processing_status: Mapped[str | None] = mapped_column(String(16))
+    succeeded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    errored: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    expired: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    canceled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ingested: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now()
+    submitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    polled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    ingested_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MessageBatchRequest(Base):
+    """A batch sent as one request of a Message Batch, with the lease token it was sent under."""
+
+    __tablename__ = "message_batch_requests"
+    __table_args__ = (Index("message_batch_requests_batch_idx", "batch_id"),)
+    message_batch_id: Mapped[int] = mapped_column(
+        ForeignKey("message_batches.id", ondelete="CASCADE"), primary_key=True
+    )
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    lease_token: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    estimated_input_tokens: Mapped[int] = mapped_column(Integer)
+    counted_input_tokens: Mapped[int | None] = mapped_column(Integer)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from budgetq.errors import NotFoundError
 from budgetq.packing import Oversize, PlannedBatch
-from budgetq.statuses import BatchStatus, IssueStatus, RunStatus
+from budgetq.statuses import ApiMode, BatchStatus, IssueStatus, RunStatus
 from budgetq.store.models import Batch, BatchIssue, LLMCall, Run, RunIssue
 
 TERMINAL = tuple(s.value for s in BatchStatus if s.terminal)
@@ -34,6 +34,7 @@ class RunSpec:
     spend_cap_usd: Decimal | None = None
     nightly_date: dt.date | None = None
     selector: Mapping[str, object] | None = None
+    api_mode: str = ApiMode.SYNC.value  # sync, or batch-api: its batches travel in Message Batches
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,18 @@ class Progress:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
+    spend_cap_usd: Decimal | None = None
 
     @property
     def batches_open(self) -> int:
         """Batches not yet terminal."""
         return sum(n for s, n in self.batches.items() if s not in TERMINAL)
+
+    @property
+    def spend(self) -> str:
+        """Spend so far, against the run's cap when it has one: ``$1.2345 of $5.00 cap``."""
+        spent = f"${self.cost_usd:.4f}"
+        return spent if self.spend_cap_usd is None else f"{spent} of ${self.spend_cap_usd:.2f} cap"
 
 
 def create_run(session: Session, spec: RunSpec) -> int | None:
@@ -74,6 +82,7 @@ def create_run(session: Session, spec: RunSpec) -> int | None:
         "kind": spec.kind,
         "status": RunStatus.PLANNED.value,
         "mode": spec.mode,
+        "api_mode": spec.api_mode,
         "model": spec.model,
         "nightly_date": spec.nightly_date,
         "selector": dict(spec.selector) if spec.selector is not None else None,
@@ -87,6 +96,11 @@ def create_run(session: Session, spec: RunSpec) -> int | None:
     return session.scalar(stmt.returning(Run.id))
 
 
+def nightly_run_id(session: Session, set_id: int, night: dt.date) -> int | None:
+    """The id of the set's nightly run for ``night``, if one was planned."""
+    return session.scalar(select(Run.id).where(Run.set_id == set_id, Run.nightly_date == night))
+
+
 def write_plan(
     session: Session,
     run_id: int,
@@ -96,6 +110,7 @@ def write_plan(
     issue_tokens: Mapping[int, int],
     priorities: Mapping[int, int],
     max_tokens: int,
+    api_mode: str = ApiMode.SYNC.value,
 ) -> list[int]:
     """Write the batches in queue order, their memberships and every issue's status; return batch ids."""
     batch_rows = [
@@ -108,6 +123,7 @@ def write_plan(
             "input_tokens_est": b.input_tokens,
             "output_tokens_est": b.output_tokens,
             "max_tokens": max_tokens,
+            "api_mode": api_mode,
         }
         for seq, b in enumerate(batches)
     ]
@@ -170,6 +186,11 @@ def mark_enqueued(session: Session, batch_ids: Sequence[int]) -> None:
 
 def finish_if_done(session: Session, run_id: int) -> str | None:
     """Close the run once every batch is terminal; return its final status, or None while work remains."""
+    # Two workers finishing the last two batches at once would each see the other's batch still open
+    # and neither would close the run: the run's row lock orders them, and the second one's statement
+    # below then sees the first one's committed batch. NO KEY UPDATE, because the rows these
+    # transactions insert hold KEY SHARE locks on the run (foreign keys), which FOR UPDATE would wait on.
+    session.execute(select(Run.id).where(Run.id == run_id).with_for_update(key_share=True))
     open_batches = select(Batch.id).where(Batch.run_id == run_id, Batch.status.not_in(TERMINAL)).exists()
     failed = (
         select(RunIssue.issue_id)
@@ -220,4 +241,5 @@ def progress(session: Session, run_id: int) -> Progress:
         input_tokens=int(calls[3] or 0),
         output_tokens=int(calls[4] or 0),
         cache_read_tokens=int(calls[5] or 0),
+        spend_cap_usd=run.spend_cap_usd,
     )

@@ -7,7 +7,22 @@ from pathlib import Path
 
 import pytest
 
-CORE = ("budget", "tokens", "catalog", "pricing", "packing", "answers")
+CORE = (
+    "budget",
+    "tokens",
+    "catalog",
+    "pricing",
+    "packing",
+    "answers",
+    "spend",
+    "limits",
+    "reaping",
+    "message_batches",
+    "ingest",
+    "deferral",
+    "forecast",
+    "selector",
+)
 PACKAGE = Path(__file__).resolve().parents[2] / "budgetq"
 FORBIDDEN_MODULES = frozenset(
     {
