@@ -14,26 +14,27 @@ import datetime as dt
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 import anthropic
 import httpx2
 
 from budgetq.budget import TokenBudget, ensure_affordable
+from budgetq.calls import Attempt as Attempt
+from budgetq.calls import AttemptGate as AttemptGate
+from budgetq.calls import CallRequest as CallRequest
+from budgetq.calls import LLMCallResult as LLMCallResult
+from budgetq.calls import OpenGate as OpenGate
+from budgetq.calls import ReplayMode as ReplayMode
 from budgetq.cassettes import CassetteLibrary, cassette_key
 from budgetq.catalog import ModelSpec, get_model, prices_on
 from budgetq.errors import (
     CassetteMissingError,
     ConfigurationError,
     LLMCallError,
-    PromptTooLongError,
-    RetryableCallError,
-    SpendLimitReachedError,
 )
-from budgetq.pricing import Usage, cost_usd
+from budgetq.pricing import cost_usd
+from budgetq.replies import content_of, outcome_of, usage_of
 from budgetq.retries import ApiFailure as ApiFailure
 from budgetq.retries import retry_after_seconds
 from budgetq.retries import retry_policy as retry_policy
@@ -45,118 +46,6 @@ from budgetq.tokens import estimate
 STREAMING_THRESHOLD = 16_384
 # What the SDK and its transport raise; budgetq.llm_batches (the Message Batches calls) catches these too.
 SDK_ERRORS: tuple[type[Exception], ...] = (anthropic.AnthropicError, httpx2.TransportError)
-
-
-class ReplayMode(StrEnum):
-    """Where calls go: the seed's two modes, plus cassette recording and replay."""
-
-    LIVE_TOOLS = "live"
-    MOCK_TOOLS = "standin"
-    RECORD = "record"
-    REPLAY = "replay"
-
-
-@dataclass(frozen=True)
-class CallRequest:
-    """One Messages API request, with the estimate the guard admitted it on."""
-
-    model: str
-    system: str
-    user: str
-    max_tokens: int
-    estimated_input_tokens: int
-    tools: tuple[Mapping[str, Any], ...] = ()
-    tool_choice: Mapping[str, Any] | None = None
-    temperature: float | None = None
-    cache_ttl: str | None = "5m"
-
-    def params(self) -> dict[str, Any]:
-        """The keyword arguments for ``messages.create``, the system prompt marked for caching."""
-        system_block: dict[str, Any] = {"type": "text", "text": self.system}
-        if self.cache_ttl is not None:
-            system_block["cache_control"] = {"type": "ephemeral", "ttl": self.cache_ttl}
-        params: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": self.max_tokens,
-            "system": [system_block],
-            "messages": [{"role": "user", "content": self.user}],
-        }
-        if self.temperature is not None:
-            # SDK 2.x dropped the keyword; the API still takes it on the models that support it.
-            params["extra_body"] = {"temperature": self.temperature}
-        if self.tools:
-            params["tools"] = [dict(t) for t in self.tools]
-        if self.tool_choice is not None:
-            params["tool_choice"] = dict(self.tool_choice)
-        return params
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """What one HTTP attempt did; becomes one ``llm_calls`` row."""
-
-    number: int
-    started_at: dt.datetime
-    finished_at: dt.datetime
-    outcome: CallOutcome
-    http_status: int | None = None
-    request_id: str | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    retry_after_s: float | None = None
-    usage: Usage | None = None
-    stop_reason: str | None = None
-    service_tier: str | None = None
-    cost_usd: Decimal = Decimal(0)
-    price_version: str | None = None
-    # The reply's headers (anthropic-ratelimit-* among them), for the gate; not stored.
-    headers: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def latency_ms(self) -> int:
-        """Wall time of the attempt in milliseconds."""
-        return int((self.finished_at - self.started_at).total_seconds() * 1000)
-
-
-@dataclass(frozen=True)
-class LLMCallResult:
-    """The outcome of a call that got an answer, after however many attempts it took."""
-
-    text: str
-    tool_input: object | None
-    stop_reason: str | None
-    usage: Usage
-    cost_usd: Decimal
-    request_id: str | None
-    model: str
-    estimated_input_tokens: int
-    attempts: tuple[Attempt, ...] = field(default=())
-
-    @property
-    def billed_input_tokens(self) -> int:
-        """All input the model read: uncached, cache writes and cache reads."""
-        u = self.usage
-        return u.input_tokens + u.cache_creation_5m + u.cache_creation_1h + u.cache_read
-
-
-class AttemptGate(Protocol):
-    """What runs around each HTTP attempt at the Messages API; a distributed rate limiter plugs in here."""
-
-    def before_attempt(self, request: CallRequest) -> None:
-        """Called right before each attempt; may block until the attempt may go, or raise to stop it."""
-
-    def after_attempt(self, request: CallRequest, attempt: Attempt) -> None:
-        """Called after each attempt, failed or not, with what it did (its usage when it got an answer)."""
-
-
-class OpenGate:
-    """The default gate: every attempt goes at once."""
-
-    def before_attempt(self, request: CallRequest) -> None:
-        """Let the attempt go."""
-
-    def after_attempt(self, request: CallRequest, attempt: Attempt) -> None:
-        """Nothing to settle."""
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -195,46 +84,6 @@ def _str_or_none(value: object) -> str | None:
 def translate_error(exc: Exception) -> LLMCallError:
     """Map an SDK exception to the budgetq error that says what to do about it."""
     return api_failure(exc).error()
-
-
-def _outcome(error: LLMCallError) -> CallOutcome:
-    if isinstance(error, SpendLimitReachedError):
-        return CallOutcome.SPEND_LIMIT
-    if isinstance(error, PromptTooLongError):
-        return CallOutcome.PROMPT_TOO_LONG
-    if isinstance(error, RetryableCallError):
-        return CallOutcome.RETRYABLE_ERROR
-    return CallOutcome.ERROR
-
-
-def _usage_of(message: Any, requested_ttl: str | None) -> Usage:
-    u = message.usage
-    creation = int(getattr(u, "cache_creation_input_tokens", 0) or 0)
-    split = getattr(u, "cache_creation", None)
-    five = int(getattr(split, "ephemeral_5m_input_tokens", 0) or 0) if split is not None else 0
-    hour = int(getattr(split, "ephemeral_1h_input_tokens", 0) or 0) if split is not None else 0
-    if five + hour != creation:
-        # Older responses have no per-TTL split: attribute all writes to the TTL we asked for.
-        five, hour = (0, creation) if requested_ttl == "1h" else (creation, 0)
-    return Usage(
-        input_tokens=int(u.input_tokens or 0),
-        output_tokens=int(u.output_tokens or 0),
-        cache_creation_5m=five,
-        cache_creation_1h=hour,
-        cache_read=int(getattr(u, "cache_read_input_tokens", 0) or 0),
-        batch=getattr(u, "service_tier", None) == "batch",
-    )
-
-
-def _content(message: Any) -> tuple[str, object | None]:
-    texts: list[str] = []
-    tool_input: object | None = None
-    for block in message.content:
-        if block.type == "text":
-            texts.append(block.text)
-        elif block.type == "tool_use" and tool_input is None:
-            tool_input = block.input
-    return "".join(texts), tool_input
 
 
 class BudgetAwareLLMClient:
@@ -408,7 +257,7 @@ class BudgetAwareLLMClient:
                 number=number,
                 started_at=started,
                 finished_at=dt.datetime.now(dt.UTC),
-                outcome=_outcome(error),
+                outcome=outcome_of(error),
                 http_status=error.status,
                 request_id=error.request_id,
                 error_type=error.error_type,
@@ -419,10 +268,10 @@ class BudgetAwareLLMClient:
             on_attempt(failed)
             raise
         finished = dt.datetime.now(dt.UTC)
-        usage = _usage_of(message, request.cache_ttl)
+        usage = usage_of(message, request.cache_ttl)
         prices = prices_on(self.spec, started.date())
         cost = cost_usd(usage, prices)
-        text, tool_input = _content(message)
+        text, tool_input = content_of(message)
         attempt = Attempt(
             number=number,
             started_at=started,

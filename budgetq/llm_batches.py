@@ -25,14 +25,12 @@ from budgetq.llm import (
     Attempt,
     BudgetAwareLLMClient,
     ReplayMode,
-    _content,
-    _outcome,
-    _usage_of,
     api_failure,
     retry_policy,
 )
 from budgetq.message_batches import ResultKind
 from budgetq.pricing import cost_usd
+from budgetq.replies import content_of, outcome_of, usage_of
 from budgetq.statuses import CallOutcome
 
 # Requests of a Message Batch mark their system prompt for the 1-hour cache (docs: a batch can take
@@ -127,11 +125,11 @@ class MessageBatchesClient:
         """The ended Message Batch's results, one outcome per line, in the API's (any) order."""
         try:
             for line in self.llm.client.messages.batches.results(state.api_id):
-                yield self._outcome(state, line)
+                yield self.outcome_of(state, line)
         except SDK_ERRORS as exc:
             raise api_failure(exc).error() from exc
 
-    def _outcome(self, state: MessageBatchState, line: Any) -> RequestOutcome:
+    def outcome_of(self, state: MessageBatchState, line: Any) -> RequestOutcome:
         result = line.result
         kind = ResultKind(result.type)
         base = Attempt(
@@ -143,9 +141,9 @@ class MessageBatchesClient:
         if kind is ResultKind.SUCCEEDED:
             message = result.message
             # Every request of a Message Batch bills at the batch rate, whatever the usage says.
-            usage = dataclasses.replace(_usage_of(message, BATCH_CACHE_TTL), batch=True)
+            usage = dataclasses.replace(usage_of(message, BATCH_CACHE_TTL), batch=True)
             prices = prices_on(self.llm.spec, state.created_at.date())
-            _, tool_input = _content(message)
+            _, tool_input = content_of(message)
             attempt = dataclasses.replace(
                 base,
                 http_status=200,
@@ -160,7 +158,7 @@ class MessageBatchesClient:
             error = _errored(result.error)
             attempt = dataclasses.replace(
                 base,
-                outcome=_outcome(error),
+                outcome=outcome_of(error),
                 request_id=error.request_id,
                 error_type=error.error_type,
                 error_message=str(error)[:2000],

@@ -11,21 +11,12 @@ import hashlib
 import re
 from collections.abc import Callable
 
+from budgetq.answers import CATEGORIES
 from budgetq.standin_faults import FaultDraw
 from budgetq.standin_json import JSONDict
 
-DEFAULT_CATEGORIES = (  # the enum of budgetq.answers; a request's own tool schema overrides it
-    "null_values",
-    "duplicates",
-    "schema_drift",
-    "referential_integrity",
-    "format_violation",
-    "out_of_range",
-    "freshness",
-    "volume_anomaly",
-    "inconsistency",
-    "other",
-)
+# The enum of budgetq.answers' tool; a request's own tool schema overrides it.
+DEFAULT_CATEGORIES = CATEGORIES
 
 # Words in an issue's text that point at a category (a category matches when it contains the key).
 _HINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
