@@ -28,8 +28,9 @@ def in_flight(rig: Rig) -> int:
 def test_ten_sigkills_during_a_2000_issue_run_lose_nothing_and_duplicate_nothing(
     rig: Rig, reaper: list[ReapReport]
 ) -> None:
-    # Given a 2,000-issue run (200 batches of 10) on four workers of three threads whose calls take 2 s
-    rig.standin.config.latency_s = 2.0
+    # Given a 2,000-issue run (200 batches of 10) on four workers of three threads whose calls take 5 s
+    # (about 83 s of work at full strength, longer than the ~60 s the ten kills take)
+    rig.standin.config.latency_s = 5.0
     run_id, batch_ids = rig.plan(2000, "sigkill", per_call=10)
     assert len(batch_ids) >= 200
     workers = deque((time.monotonic(), rig.worker(3)) for _ in range(4))
@@ -37,11 +38,11 @@ def test_ten_sigkills_during_a_2000_issue_run_lose_nothing_and_duplicate_nothing
 
     # When ten times the longest-running worker is killed while it has a call in flight, and a fresh one
     # is started in its place. With 4 x 3 threads, 10 calls in flight mean the victim holds at least one
-    # (the other three workers hold at most 9); calls of the last victim have been answered by then.
+    # (the other three workers hold at most 9); the last victim's calls (5 s) are answered by then.
     confirmed = 0
     for kill in range(10):
         born, victim = workers.popleft()
-        time.sleep(max(0.0, born + 5.0 - time.monotonic(), 2.5 if kill else 0.0))
+        time.sleep(max(0.0, born + 5.0 - time.monotonic(), 5.5 if kill else 0.0))
         deadline = time.monotonic() + 10
         while in_flight(rig) < 10 and time.monotonic() < deadline:
             time.sleep(0.05)
