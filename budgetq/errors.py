@@ -1,24 +1,24 @@
 """The budgetq error tree.
 
-    BudgetqError
-    ├── ConfigurationError        a setting is missing or wrong (bad URL, no API key in live mode)
-    ├── BudgetExceededError       a call would break the per-call window guard (the seed's error)
-    ├── SpendCapExceededError     a call's worst-case cost does not fit the run's or day's USD cap
-    │   └── SpendCapBusyError     …only while calls in flight hold reservations: it may fit once they settle
-    ├── RateLimitUnavailableError the shared rate limiter (Redis) admitted nothing in time; nothing was sent
-    ├── RequestOverRateLimitError one request exceeds a per-minute limit on its own: split the batch
-    ├── LLMCallError              a Messages API call failed; carries status and request id
-    │   ├── RetryableCallError    429, 529, 5xx, 408, 409, connection errors and timeouts
-    │   ├── NonRetryableCallError 400, 401, 403, 404 and other 4xx: retrying unchanged cannot help
-    │   │   └── CassetteMissingError replay mode has no recorded answer for the request
-    │   ├── PromptTooLongError    the request overflowed the window or max_tokens: split the batch
-    │   └── SpendLimitReachedError the organisation's spend limit is reached: stop the run
-    ├── AnswerInvalidError        the model's answer could not be used (malformed, refused, truncated)
-    ├── LeaseLostError            a worker lost its batch lease; it must not write
-    ├── IngestError               an issue file could not be loaded
-    ├── SelectorError             a selection of issues (reprocess --failed-only, --issues …) is malformed
-    ├── NotFoundError             an issue set, run or batch does not exist (or a selection matches nothing)
-    └── QueryFailedError          a read-only query of `budgetq db query` was refused by PostgreSQL
+BudgetqError
+├── ConfigurationError        a setting is missing or wrong (bad URL, no API key in live mode)
+├── BudgetExceededError       a call would break the per-call window guard (the seed's error)
+├── SpendCapExceededError     a call's worst-case cost does not fit the run's or day's USD cap
+│   └── SpendCapBusyError     …only while calls in flight hold reservations: it may fit once they settle
+├── RateLimitUnavailableError the shared rate limiter (Redis) admitted nothing in time; nothing was sent
+├── RequestOverRateLimitError one request exceeds a per-minute limit on its own: split the batch
+├── LLMCallError              a Messages API call failed; carries status and request id
+│   ├── RetryableCallError    429, 529, 5xx, 408, 409, connection errors and timeouts
+│   ├── NonRetryableCallError 400, 401, 403, 404 and other 4xx: retrying unchanged cannot help
+│   │   └── CassetteMissingError replay mode has no recorded answer for the request
+│   ├── PromptTooLongError    the request overflowed the window or max_tokens: split the batch
+│   └── SpendLimitReachedError the organisation's spend limit is reached: stop the run
+├── AnswerInvalidError        the model's answer could not be used (malformed, refused, truncated)
+├── LeaseLostError            a worker lost its batch lease; it must not write
+├── IngestError               an issue file could not be loaded
+├── SelectorError             a selection of issues (reprocess --failed-only, --issues …) is malformed
+├── NotFoundError             an issue set, run or batch does not exist (or a selection matches nothing)
+└── QueryFailedError          a read-only query of `budgetq db query` was refused by PostgreSQL
 """
 
 from __future__ import annotations

@@ -253,6 +253,7 @@ class SpendReservation(Base):
     created_at: Mapped[dt.datetime] = _now()
     settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
+
 class MessageBatch(Base):
     """One Message Batch we created (or tried to): its API id, state and request tallies."""
 

@@ -12,7 +12,9 @@ class TestSeedClientEndToEnd:
         # Given a 200K budget and a client pointed at the stand-in
         budget = TokenBudget(max_tokens=200_000)
         client = BudgetAwareLLMClient(
-            budget=budget, mode=ReplayMode.MOCK_TOOLS, base_url=standin.url  # type: ignore[attr-defined]
+            budget=budget,
+            mode=ReplayMode.MOCK_TOOLS,
+            base_url=standin.url,  # type: ignore[attr-defined]
         )
 
         # When a small prompt is sent
