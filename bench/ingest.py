@@ -212,7 +212,7 @@ def run(rows: int, folder: Path) -> dict[str, Any]:
         started = time.perf_counter()
         counted = count_tokens(sessions, report.set_id)
         print(
-            f"planning's count_tokens (read texts, count, COPY + UPDATE the counts): {counted:,} issues in "
+            f"planning's count_tokens (read texts, count, COPY the counts): {counted:,} issues in "
             f"{time.perf_counter() - started:.2f}s"
         )
         started = time.perf_counter()

@@ -50,7 +50,7 @@ class PlannedRun:
 
 def count_tokens(sessions: sessionmaker[Session], set_id: int, processes: int | None = None) -> int:
     """Count the tokens of the set's issues that have no current count, in bulk on all cores, and store
-    them (COPY + one UPDATE) with the encoding and calibration version; return how many were counted."""
+    them (COPY into issue_tokens) with the encoding and calibration version; return how many were counted."""
     with transaction(sessions) as session:
         todo = issue_store.count_stale(session, set_id, ENCODING_NAME, CALIBRATION_VERSION)
         if todo == 0:
@@ -64,7 +64,7 @@ def count_tokens(sessions: sessionmaker[Session], set_id: int, processes: int | 
                 yield [text for _, text in chunk]
 
         # Texts stream from a server-side cursor while earlier chunks are counted and written back.
-        with issue_store.count_writer(session, ENCODING_NAME, CALIBRATION_VERSION) as write:
+        with issue_store.count_writer(session, set_id, ENCODING_NAME, CALIBRATION_VERSION) as write:
             for counts in count_chunks(texts(), processes_for(todo, processes)):
                 write(zip(ids.popleft(), counts, strict=True))
     return todo

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from budgetq.errors import NotFoundError
 from budgetq.selector import Selector
-from budgetq.store.models import Issue, IssueSet
+from budgetq.store.models import Issue, IssueSet, IssueTokens
 from budgetq.store.selection import issue_filter
 
 
@@ -76,7 +76,13 @@ def insert_issues(session: Session, set_id: int, issues: Iterable[NewIssue]) -> 
 
 def count_stale(session: Session, set_id: int, encoding: str, version: str) -> int:
     """How many of the set's issues have no token count, or one from another encoding or version."""
-    return session.scalar(select(func.count()).where(Issue.set_id == set_id, _stale(encoding, version))) or 0
+    stmt = (
+        select(func.count())
+        .select_from(Issue)
+        .outerjoin(IssueTokens, IssueTokens.issue_id == Issue.id)
+        .where(Issue.set_id == set_id, _stale(encoding, version))
+    )
+    return session.scalar(stmt) or 0
 
 
 def stale_texts(
@@ -89,8 +95,9 @@ def stale_texts(
     with driver.cursor(name="budgetq_stale_texts") as cursor:
         cursor.itersize = chunk
         cursor.execute(
-            "SELECT id, text FROM issues WHERE set_id = %s AND (raw_tokens IS NULL "
-            "OR token_encoding IS DISTINCT FROM %s OR calibration_version IS DISTINCT FROM %s)",
+            "SELECT i.id, i.text FROM issues i LEFT JOIN issue_tokens t ON t.issue_id = i.id "
+            "WHERE i.set_id = %s AND (t.issue_id IS NULL "
+            "OR t.token_encoding <> %s OR t.calibration_version <> %s)",
             (set_id, encoding, version),
         )
         while rows := cursor.fetchmany(chunk):
@@ -99,42 +106,46 @@ def stale_texts(
 
 @contextmanager
 def count_writer(
-    session: Session, encoding: str, version: str
+    session: Session, set_id: int, encoding: str, version: str
 ) -> Iterator[Callable[[Iterable[tuple[int, int]]], None]]:
-    """A function that COPYs (issue id, raw count) pairs into a temporary table; on leaving the block
-    one UPDATE ... FROM stores them all with the encoding and calibration version (not row by row)."""
+    """A function that COPYs (issue id, raw count) pairs of the set's stale issues into ``issue_tokens``
+    with the encoding and calibration version, after dropping the set's out-of-date counts."""
     driver = session.connection().connection.driver_connection
     assert driver is not None
-    driver.execute("CREATE TEMP TABLE budgetq_token_counts (id bigint, raw_tokens integer) ON COMMIT DROP")
+    driver.execute(
+        "DELETE FROM issue_tokens t USING issues i WHERE i.set_id = %s AND t.issue_id = i.id "
+        "AND (t.token_encoding <> %s OR t.calibration_version <> %s)",
+        (set_id, encoding, version),
+    )
+    statement = (
+        "COPY issue_tokens (issue_id, raw_tokens, token_encoding, calibration_version) "
+        "FROM STDIN (FORMAT binary)"
+    )
 
     def write(pairs: Iterable[tuple[int, int]]) -> None:
-        with (
-            driver.cursor() as cursor,
-            cursor.copy("COPY budgetq_token_counts (id, raw_tokens) FROM STDIN") as copy,
-        ):
-            for pair in pairs:
-                copy.write_row(pair)
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(("int8", "int4", "text", "text"))
+            for issue_id, raw in pairs:
+                copy.write_row((issue_id, raw, encoding, version))
 
     yield write
-    driver.execute(
-        "UPDATE issues SET raw_tokens = c.raw_tokens, token_encoding = %s, calibration_version = %s "
-        "FROM budgetq_token_counts c WHERE issues.id = c.id",
-        (encoding, version),
-    )
-    driver.execute("DROP TABLE budgetq_token_counts")
 
 
 def _stale(encoding: str, version: str) -> ColumnElement[bool]:
     return (
-        Issue.raw_tokens.is_(None)
-        | Issue.token_encoding.is_distinct_from(encoding)
-        | Issue.calibration_version.is_distinct_from(version)
+        IssueTokens.issue_id.is_(None)
+        | (IssueTokens.token_encoding != encoding)
+        | (IssueTokens.calibration_version != version)
     )
 
 
 def planning_rows(session: Session, set_id: int, selector: Selector | None = None) -> list[IssueRow]:
     """The set's issues in arrival order (only the ``selector``'s, if given), with their cached counts."""
     where = issue_filter(set_id, selector) if selector is not None else Issue.set_id == set_id
-    stmt = select(Issue.id, Issue.priority, Issue.chars, Issue.raw_tokens).where(where)
+    stmt = (
+        select(Issue.id, Issue.priority, Issue.chars, IssueTokens.raw_tokens)
+        .outerjoin(IssueTokens, IssueTokens.issue_id == Issue.id)
+        .where(where)
+    )
     rows = session.execute(stmt.order_by(Issue.id))
     return [IssueRow(issue_id, priority, chars, raw or 0) for issue_id, priority, chars, raw in rows]

@@ -67,10 +67,19 @@ class Issue(Base):
     priority: Mapped[int] = mapped_column(SmallInteger)
     text: Mapped[str] = mapped_column(Text)
     chars: Mapped[int] = mapped_column(Integer)
-    raw_tokens: Mapped[int | None] = mapped_column(Integer)
-    token_encoding: Mapped[str | None] = mapped_column(String(64))
-    calibration_version: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = _now()
+
+
+class IssueTokens(Base):
+    """An issue's token count, valid for the encoding and calibration version it was made with."""
+
+    __tablename__ = "issue_tokens"
+    # No foreign key in the database (migration 0007): triggers drop the count when its issue is deleted
+    # or its text changes.
+    issue_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    raw_tokens: Mapped[int] = mapped_column(Integer)
+    token_encoding: Mapped[str] = mapped_column(String(64))
+    calibration_version: Mapped[str] = mapped_column(String(32))
 
 
 class Run(Base):

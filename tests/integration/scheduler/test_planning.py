@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq import counting
@@ -27,7 +27,7 @@ from budgetq.settings import Settings
 from budgetq.statuses import IssueStatus
 from budgetq.store import issues as issue_store
 from budgetq.store.db import transaction
-from budgetq.store.models import Batch, BatchIssue, Issue, Run, RunIssue
+from budgetq.store.models import Batch, BatchIssue, Issue, IssueSet, IssueTokens, Run, RunIssue
 from budgetq.tokens import CALIBRATION_VERSION, ENCODING_NAME, raw_counts
 from scheduler import planning
 from scheduler.nightly import plan_nightly
@@ -281,10 +281,16 @@ def test_replanning_a_set_tokenizes_nothing_again(
     first = plan_run(sessions, settings, set_id, kind="manual", dry_run=True)
     with transaction(sessions) as session:
         stored = session.execute(
-            select(Issue.text, Issue.raw_tokens, Issue.token_encoding, Issue.calibration_version).where(
-                Issue.set_id == set_id
+            select(
+                Issue.text,
+                IssueTokens.raw_tokens,
+                IssueTokens.token_encoding,
+                IssueTokens.calibration_version,
             )
+            .join(IssueTokens, IssueTokens.issue_id == Issue.id)
+            .where(Issue.set_id == set_id)
         ).all()
+    assert len(stored) == 60
     assert [r.raw_tokens for r in stored] == raw_counts([r.text for r in stored])
     assert {(r.token_encoding, r.calibration_version) for r in stored} == {
         (ENCODING_NAME, CALIBRATION_VERSION)
@@ -309,10 +315,10 @@ def test_stale_counts_are_counted_again_and_two_processes_count_like_one(
     # Given a set whose counts come from another encoding
     set_id = _make_set(sessions, 300, seed=8)
     with transaction(sessions) as session:
-        session.execute(
-            update(Issue)
-            .where(Issue.set_id == set_id)
-            .values(raw_tokens=1, token_encoding="p50k", calibration_version="v0")
+        ids = session.scalars(select(Issue.id).where(Issue.set_id == set_id)).all()
+        session.add_all(
+            IssueTokens(issue_id=i, raw_tokens=1, token_encoding="p50k", calibration_version="v0")
+            for i in ids
         )
 
     # When the set's counts are brought up to date
@@ -322,7 +328,12 @@ def test_stale_counts_are_counted_again_and_two_processes_count_like_one(
     with transaction(sessions) as session:
         texts = list(session.scalars(select(Issue.text).where(Issue.set_id == set_id).order_by(Issue.id)))
         counts = list(
-            session.scalars(select(Issue.raw_tokens).where(Issue.set_id == set_id).order_by(Issue.id))
+            session.scalars(
+                select(IssueTokens.raw_tokens)
+                .join(Issue, IssueTokens.issue_id == Issue.id)
+                .where(Issue.set_id == set_id)
+                .order_by(Issue.id)
+            )
         )
     assert counts == raw_counts(texts)
     # And the bulk counter's worker processes give the same counts, chunk by chunk in order
@@ -375,3 +386,41 @@ def test_the_scheduler_app_runs_nightly_planning_and_reprocess_tasks(
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+def test_deleting_issues_deletes_their_counts(sessions: sessionmaker[Session]) -> None:
+    # Given two counted sets
+    doomed, kept = _make_set(sessions, 40, seed=9), _make_set(sessions, 30, seed=10)
+    assert count_tokens(sessions, doomed) == 40 and count_tokens(sessions, kept) == 30
+
+    # When one issue of the kept set is deleted directly, another's text changes, and the other set is
+    # deleted whole
+    with transaction(sessions) as session:
+        victim, edited = session.scalars(
+            select(Issue.id).where(Issue.set_id == kept).order_by(Issue.id).limit(2)
+        ).all()
+        session.execute(delete(Issue).where(Issue.id == victim))
+        session.execute(update(Issue).where(Issue.id == edited).values(text="reworded", chars=8))
+        session.execute(
+            update(Issue).where(Issue.set_id == kept, Issue.id != edited).values(priority=Issue.priority)
+        )
+        session.execute(delete(IssueSet).where(IssueSet.id == doomed))
+
+    # Then no count is left without its issue, the edited issue's count is gone, and the rest stay
+    with transaction(sessions) as session:
+        orphans = session.scalar(
+            select(func.count())
+            .select_from(IssueTokens)
+            .outerjoin(Issue, Issue.id == IssueTokens.issue_id)
+            .where(Issue.id.is_(None))
+        )
+        kept_counts = session.scalar(
+            select(func.count())
+            .select_from(IssueTokens)
+            .join(Issue, Issue.id == IssueTokens.issue_id)
+            .where(Issue.set_id == kept)
+        )
+    assert orphans == 0
+    assert kept_counts == 28
+    # And the next plan counts the edited issue, and only it
+    assert count_tokens(sessions, kept) == 1
