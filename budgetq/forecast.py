@@ -2,7 +2,9 @@
 
 Expected usage per call: the fixed prompt (system prompt, tool, preface) is written to the prompt
 cache by the first call and read from it by every later one; the issues' input is uncached; the
-output is the issues' expected output, not ``max_tokens``. Prices are the synchronous list prices.
+output is the issues' expected output, not ``max_tokens``. Prices are the list prices of the run's API
+mode: a batch-api run's requests pay the Message Batches rate (``Prices.batch_discount`` off, applied
+by ``budgetq.pricing``) and write the prompt to the cache with the 1-hour TTL its requests ask for.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from decimal import Decimal
 
 from budgetq.catalog import Prices
 from budgetq.packing import PackItem, PackLimits, PlannedBatch
-from budgetq.pricing import Usage, cost_usd
+from budgetq.pricing import Usage, cost_usd, tier_factor
 
 _PER_MILLION = Decimal(1_000_000)
 
@@ -40,16 +42,22 @@ def call_utilization(
     return (fixed_input_tokens + batch.input_tokens + max_tokens) / context_window
 
 
-def expected_usage(batches: Sequence[PlannedBatch], fixed_input_tokens: int) -> list[Usage]:
-    """Each call's expected usage: the fixed prompt cached after the first call, issues uncached."""
+def expected_usage(
+    batches: Sequence[PlannedBatch], fixed_input_tokens: int, *, batch: bool = False
+) -> list[Usage]:
+    """Each call's expected usage: the fixed prompt cached after the first call, issues uncached;
+    ``batch``: requests of Message Batches (the batch rate, the prompt written for 1 hour)."""
+    first = fixed_input_tokens
     return [
         Usage(
-            input_tokens=batch.input_tokens,
-            output_tokens=batch.output_tokens,
-            cache_creation_5m=fixed_input_tokens if seq == 0 else 0,
+            input_tokens=planned.input_tokens,
+            output_tokens=planned.output_tokens,
+            cache_creation_5m=first if seq == 0 and not batch else 0,
+            cache_creation_1h=first if seq == 0 and batch else 0,
             cache_read=fixed_input_tokens if seq > 0 else 0,
+            batch=batch,
         )
-        for seq, batch in enumerate(batches)
+        for seq, planned in enumerate(batches)
     ]
 
 
@@ -60,9 +68,11 @@ def forecast(
     max_tokens: int,
     context_window: int,
     prices: Prices,
+    batch: bool = False,
 ) -> Forecast:
-    """Utilization (min, median, max) and the expected tokens and cost of ``batches``."""
-    usages = expected_usage(batches, fixed_input_tokens)
+    """Utilization (min, median, max) and the expected tokens and cost of ``batches`` (``batch``: sent as
+    requests of Message Batches, at the batch rate)."""
+    usages = expected_usage(batches, fixed_input_tokens, batch=batch)
     shares = [call_utilization(b, fixed_input_tokens, max_tokens, context_window) for b in batches]
     return Forecast(
         calls=len(batches),
@@ -76,9 +86,12 @@ def forecast(
     )
 
 
-def issue_cost(item: PackItem, limits: PackLimits, fixed_input_tokens: int, prices: Prices) -> Decimal:
-    """One issue's expected cost: its input and output at list price, plus its share of a call's
-    cached fixed prompt (the share of a batch it fills in its tightest dimension)."""
+def issue_cost(
+    item: PackItem, limits: PackLimits, fixed_input_tokens: int, prices: Prices, *, batch: bool = False
+) -> Decimal:
+    """One issue's expected cost: its input and output at list price (at the batch rate with ``batch``),
+    plus its share of a call's cached fixed prompt (the share of a batch it fills in its tightest
+    dimension)."""
     share = max(item.input_tokens / limits.input_limit, item.output_tokens / limits.output_limit)
     if limits.max_items is not None:
         share = max(share, 1 / limits.max_items)
@@ -87,9 +100,11 @@ def issue_cost(item: PackItem, limits: PackLimits, fixed_input_tokens: int, pric
         + item.output_tokens * prices.output
         + Decimal(repr(share)) * fixed_input_tokens * prices.cache_read
     )
-    return rated / _PER_MILLION
+    return rated / _PER_MILLION * tier_factor(prices, batch)
 
 
-def cache_write_premium(fixed_input_tokens: int, prices: Prices) -> Decimal:
-    """What the first call pays to write the fixed prompt to the cache, over reading it."""
-    return fixed_input_tokens * (prices.cache_write_5m - prices.cache_read) / _PER_MILLION
+def cache_write_premium(fixed_input_tokens: int, prices: Prices, *, batch: bool = False) -> Decimal:
+    """What the first call pays to write the fixed prompt to the cache, over reading it (``batch``: at
+    the batch rate, with the 1-hour write its requests ask for)."""
+    write = prices.cache_write_1h if batch else prices.cache_write_5m
+    return fixed_input_tokens * (write - prices.cache_read) / _PER_MILLION * tier_factor(prices, batch)

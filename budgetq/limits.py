@@ -9,6 +9,7 @@ response headers; a learned limit can only lower a configured one, never raise i
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from budgetq.pricing import Usage
 
 DIMENSIONS = ("requests", "input_tokens", "output_tokens")
 _HEADER_PREFIX = "anthropic-ratelimit-"
+# The header families a 429 may report exhausted; ``tokens`` is the most restrictive token limit.
+_HEADER_FAMILIES = ("requests", "tokens", "input-tokens", "output-tokens")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,36 @@ def _int(value: str | None) -> int | None:
         return int(float(value))
     except ValueError:
         return None
+
+
+def hold_off_seconds(
+    headers: Mapping[str, str] | None, retry_after_s: float | None, now: float
+) -> float | None:
+    """How long every client of the organisation should send nothing after a 429: its ``retry-after``
+    when it has one (earlier retries fail), else until the latest ``anthropic-ratelimit-*-reset`` (RFC
+    3339) among the limits it reports exhausted (``-remaining: 0``); None when it says neither.
+    ``now`` is the Unix time the reply arrived."""
+    if retry_after_s is not None:
+        return max(0.0, retry_after_s)
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    waits: list[float] = []
+    for family in _HEADER_FAMILIES:
+        name = _HEADER_PREFIX + family
+        reset = _instant(lowered.get(f"{name}-reset"))
+        if _int(lowered.get(f"{name}-remaining")) == 0 and reset is not None:
+            waits.append(reset - now)
+    return max(0.0, *waits) if waits else None
+
+
+def _instant(value: str | None) -> float | None:
+    """The Unix time of an RFC 3339 timestamp (``2025-08-21T12:40:59Z``), or None."""
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def effective_limits(configured: RateLimits, learned: Mapping[str, int]) -> RateLimits:

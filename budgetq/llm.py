@@ -81,6 +81,15 @@ def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def reply_headers(error: BaseException) -> dict[str, str] | None:
+    """The headers of the error reply behind ``error`` (a 429's ``retry-after`` and
+    ``anthropic-ratelimit-*`` among them), or None when no reply came (or it was replayed)."""
+    cause = error.__cause__
+    if isinstance(cause, anthropic.APIStatusError):
+        return {name.lower(): value for name, value in cause.response.headers.items()}
+    return None
+
+
 def translate_error(exc: Exception) -> LLMCallError:
     """Map an SDK exception to the budgetq error that says what to do about it."""
     return api_failure(exc).error()
@@ -263,6 +272,7 @@ class BudgetAwareLLMClient:
                 error_type=error.error_type,
                 error_message=str(error)[:2000],
                 retry_after_s=error.retry_after,
+                headers=reply_headers(error),
             )
             self.gate.after_attempt(request, failed)
             on_attempt(failed)

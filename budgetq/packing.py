@@ -224,14 +224,20 @@ class _OpenBatch:
 
     __slots__ = ("input_left", "output_left", "items_left", "issue_ids", "priority")
 
-    def __init__(
-        self, input_left: int, output_left: int, items_left: int, issue_id: int, priority: int
-    ) -> None:
-        self.input_left = input_left
-        self.output_left = output_left
-        self.items_left = items_left
-        self.issue_ids = [issue_id]
+    def __init__(self, item: PackItem, priority: int, limits: PackLimits) -> None:
+        items = limits.max_items if limits.max_items is not None else 1 << 62
+        self.input_left = limits.input_limit - item.input_tokens
+        self.output_left = limits.output_limit - item.output_tokens
+        self.items_left = items - 1
+        self.issue_ids = [item.issue_id]
         self.priority = priority
+
+    def add(self, item: PackItem) -> None:
+        """Put ``item`` in this batch (the caller has checked that it fits)."""
+        self.input_left -= item.input_tokens
+        self.output_left -= item.output_tokens
+        self.items_left -= 1
+        self.issue_ids.append(item.issue_id)
 
     def exhausted(self, min_in: int, min_out: int) -> bool:
         """Whether no item still to come could enter this batch."""
@@ -254,8 +260,6 @@ def _first_fit(
     limits: PackLimits,
 ) -> list[PlannedBatch]:
     """First-fit over a bounded window of open batches; returns batches in creation order."""
-    cin, cout = limits.input_limit, limits.output_limit
-    k = limits.max_items if limits.max_items is not None else 1 << 62
     # A batch opened while packing tier P only ever receives issues of tier P or lower, so
     # creation order is already the queue order: priorities never increase along it.
     created: list[_OpenBatch] = []
@@ -267,15 +271,12 @@ def _first_fit(
             need_out = item.output_tokens
             for pos, batch in enumerate(open_):
                 if batch.input_left >= need_in and batch.output_left >= need_out:
-                    batch.input_left -= need_in
-                    batch.output_left -= need_out
-                    batch.items_left -= 1
-                    batch.issue_ids.append(item.issue_id)
+                    batch.add(item)
                     if batch.input_left < min_in or batch.output_left < min_out or not batch.items_left:
                         del open_[pos]
                     break
             else:
-                batch = _OpenBatch(cin - need_in, cout - need_out, k - 1, item.issue_id, priority)
+                batch = _OpenBatch(item, priority, limits)
                 created.append(batch)
                 if not batch.exhausted(min_in, min_out):
                     open_.append(batch)
@@ -291,8 +292,6 @@ def _best_fit_decreasing(
     limits: PackLimits,
 ) -> list[PlannedBatch]:
     """Best-fit on input, each tier sorted by decreasing input; returns batches in creation order."""
-    cin, cout = limits.input_limit, limits.output_limit
-    k = limits.max_items if limits.max_items is not None else 1 << 62
     created: list[_OpenBatch] = []
     # Open batches as (input left, creation index), sorted: the best fit is found by bisection.
     room: list[tuple[int, int]] = []
@@ -310,13 +309,10 @@ def _best_fit_decreasing(
             if pos < end:
                 index = room.pop(pos)[1]
                 batch = created[index]
-                batch.input_left -= need_in
-                batch.output_left -= need_out
-                batch.items_left -= 1
-                batch.issue_ids.append(item.issue_id)
+                batch.add(item)
             else:
                 index = len(created)
-                batch = _OpenBatch(cin - need_in, cout - need_out, k - 1, item.issue_id, priority)
+                batch = _OpenBatch(item, priority, limits)
                 created.append(batch)
             if not batch.exhausted(min_in, min_out):
                 bisect.insort(room, (batch.input_left, index))

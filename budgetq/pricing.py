@@ -59,10 +59,13 @@ def _tier_rates(prices: Prices, total_input: int) -> tuple[Decimal, Decimal, Dec
     return prices.input, prices.output, Decimal(1)
 
 
+def tier_factor(prices: Prices, batch: bool) -> Decimal:
+    """The share of the list rates a request pays: less the batch discount on the Message Batches API."""
+    return 1 - prices.batch_discount if batch else Decimal(1)
+
+
 def _finish(rated: Decimal, batch: bool, prices: Prices, rounding: str) -> Decimal:
-    cost = rated / _PER_MILLION
-    if batch:
-        cost *= 1 - prices.batch_discount
+    cost = rated / _PER_MILLION * tier_factor(prices, batch)
     return cost.quantize(MICRO_USD, rounding=rounding)
 
 

@@ -15,6 +15,11 @@ that read or wrote the cache notes the prefix's size in Redis for the cache's li
 An entry stays in our window ``skew_s`` longer than the API's window, so a request admitted the
 moment an old one leaves our window never reaches the API before that one leaves the API's.
 
+A 429 that still happens (another client of the organisation, limits we were not told of) holds
+the whole fleet: the worker that got it writes "nothing until T" in Redis (T from its
+``retry-after``, else the reset of the limits it reports exhausted, at most ``max_hold_s``), and
+the admission script makes every worker wait until T before it admits anything.
+
 If Redis cannot be reached, ``acquire`` keeps trying and finally raises RateLimitUnavailableError:
 the limiter blocks, it never lets requests through unchecked.
 """
@@ -42,21 +47,27 @@ from budgetq.limits import (
     actual_cost,
     admission_cost,
     announced_limits,
+    hold_off_seconds,
     unseen_usage,
 )
 from budgetq.metrics import observe_rate_limit_wait
 from budgetq.pricing import Usage
 from budgetq.settings import Settings
+from budgetq.statuses import CallOutcome
 
 log = logging.getLogger("budgetq.ratelimit")
 
 # KEYS: log (zset id -> admitted ms), costs (hash id -> "r,i,o"), sums (hash dim -> total), learned (hash),
-#       cached prefix (string: tokens of the request's prompt prefix the API holds in its cache, if any)
+#       cached prefix (string: tokens of the request's prompt prefix the API holds in its cache, if any),
+#       hold (string: until when, in Redis-clock ms, the API told us to send nothing)
 # ARGV: window ms, limit r, limit i, limit o (-1: none), cost r, cost i, cost o, id, key ttl ms
-# Returns {1, now} admitted; {0, wait ms} refused for now; {-1, dimension index} can never fit.
+# Returns {1, now} admitted; {0, wait ms} refused for now; {2, wait ms} held after a 429;
+# {-1, dimension index} can never fit.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local hold = tonumber(redis.call('GET', KEYS[6]) or '0')
+if hold > now then return {2, hold - now} end
 local window = tonumber(ARGV[1])
 local dims = {'r', 'i', 'o'}
 local function parse(s)
@@ -125,6 +136,19 @@ redis.call('HSET', KEYS[1], ARGV[1], new[1] .. ',' .. new[2] .. ',' .. new[3])
 return 1
 """
 
+# KEYS: hold. ARGV: ms from now. Holds admission until then (or keeps a later hold); returns the ms left.
+_HOLD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wanted = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if wanted > current then
+  redis.call('SET', KEYS[1], wanted, 'PX', tonumber(ARGV[1]) + 1000)
+  current = wanted
+end
+return current - now
+"""
+
 _DIM_KEYS = {"requests": "r", "input_tokens": "i", "output_tokens": "o"}
 
 
@@ -150,6 +174,12 @@ class _Attempt(Protocol):
     @property
     def http_status(self) -> int | None: ...
 
+    @property
+    def outcome(self) -> CallOutcome: ...
+
+    @property
+    def retry_after_s(self) -> float | None: ...
+
 
 class RedisRateLimiter:
     """Requests, input and output tokens per window, for one model, across every worker."""
@@ -162,17 +192,21 @@ class RedisRateLimiter:
         *,
         skew_s: float = 1.0,
         max_wait_s: float = 300.0,
+        max_hold_s: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.limits = limits
         self.max_wait_s = max_wait_s
+        self.max_hold_s = max_hold_s
         self._window_ms = int((limits.window_s + skew_s) * 1000)
         base = self._base = f"budgetq:ratelimit:{{{model}}}"
         self._keys = [f"{base}:log", f"{base}:costs", f"{base}:sums", f"{base}:learned"]
+        self._hold_key = f"{base}:hold"
         self._admit: Script = client.register_script(_ADMIT)
         self._settle: Script = client.register_script(_SETTLE)
+        self._hold: Script = client.register_script(_HOLD)
         self._sleep, self._clock = sleep, clock
         self._local = threading.local()
 
@@ -200,6 +234,9 @@ class RedisRateLimiter:
             limits,
             skew_s=settings.rate_limit_skew_s,
             max_wait_s=settings.rate_limit_max_wait_s,
+            # A longer retry-after sends the batch back to the queue (budgetq.retries); a hold never
+            # outlasts one wait, so a held batch waits instead of bouncing through the queue.
+            max_hold_s=min(settings.retry_after_cap_s, settings.rate_limit_max_wait_s),
         )
 
     def acquire(self, cost: RequestCost, cached_prefix_key: str | None = None) -> Ticket:
@@ -238,7 +275,7 @@ class RedisRateLimiter:
                     f"waited {self.max_wait_s:.0f}s for the rate limit without a free slot; "
                     "the batch will be retried"
                 )
-            observe_rate_limit_wait("limiter", value / 1000)
+            observe_rate_limit_wait("held" if outcome == 2 else "limiter", value / 1000)
             self._sleep(value / 1000)
 
     def _run_admit(
@@ -247,10 +284,11 @@ class RedisRateLimiter:
         limits = [-1, -1, -1] if unchecked else [self.limits.of(d) for d in DIMENSIONS]
         args: list[Any] = [self._window_ms, *[-1 if v is None else v for v in limits]]
         args += [cost.requests, cost.input_tokens, cost.output_tokens, entry_id, self._window_ms * 2]
-        # Unchecked: recorded whatever the limits say, so the learned limits are not consulted either.
+        # Unchecked: recorded whatever the limits say, so neither learned limits nor a hold apply.
         learned = self._keys[3] + (":none" if unchecked else "")
+        hold = self._hold_key + (":none" if unchecked else "")
         cached = self._cached_key(cached_prefix_key)
-        outcome, value = self._admit(keys=[*self._keys[:3], learned, cached], args=args)
+        outcome, value = self._admit(keys=[*self._keys[:3], learned, cached, hold], args=args)
         return int(outcome), int(value)
 
     def _cached_key(self, prefix_key: str | None) -> str:
@@ -266,6 +304,21 @@ class RedisRateLimiter:
         except redis.RedisError as exc:
             # The entry keeps its reservation, which is never less than the truth: safe to leave.
             log.warning("rate limiter: could not correct an entry (%s); it keeps its reservation", exc)
+
+    def hold(self, seconds: float) -> float:
+        """Admit nothing, for every worker, for ``seconds`` (at most ``max_hold_s``; a later hold
+        already set stays); return the seconds the hold now lasts, 0 if Redis could not be told."""
+        milliseconds = int(min(seconds, self.max_hold_s) * 1000)
+        if milliseconds <= 0:
+            return 0.0
+        try:
+            left = int(self._hold(keys=[self._hold_key], args=[milliseconds]))
+        except redis.RedisError as exc:
+            # This worker's own retry still waits for the retry-after; only the others are not told.
+            log.warning("rate limiter: could not hold the other workers after a 429 (%s)", exc)
+            return 0.0
+        log.warning("rate limiter: the API answered 429; no worker sends for %.1fs", left / 1000)
+        return left / 1000
 
     def remember_cached(self, prefix_key: str, tokens: int, ttl_s: float) -> None:
         """Note that the API now holds ``tokens`` of a prompt prefix in its cache for ``ttl_s``."""
@@ -310,7 +363,8 @@ class RedisRateLimiter:
             self.settle(ticket, RequestCost(0, 0, 0))
 
     def after_attempt(self, request: Any, attempt: _Attempt) -> None:
-        """Correct the entry to the attempt's actual usage, note a cached prefix, learn from headers."""
+        """Correct the entry to the attempt's actual usage, note a cached prefix, learn from headers;
+        after a 429, hold every worker for as long as the API asks."""
         ticket: Ticket | None = getattr(self._local, "ticket", None)
         self._local.ticket = None
         if ticket is not None and (attempt.usage is not None or attempt.http_status is not None):
@@ -321,7 +375,13 @@ class RedisRateLimiter:
             cached = usage.cache_read + usage.cache_creation_5m + usage.cache_creation_1h
             if cached:
                 self.remember_cached(key, cached, cache_ttl_seconds(request.cache_ttl))
-        self.learn(getattr(attempt, "headers", None))
+        headers = getattr(attempt, "headers", None)
+        self.learn(headers)
+        # A spend-limit 429 is not about rate: waiting does not help, and the run stops anyway.
+        if attempt.http_status == 429 and attempt.outcome is not CallOutcome.SPEND_LIMIT:
+            seconds = hold_off_seconds(headers, attempt.retry_after_s, time.time())
+            if seconds:
+                self.hold(seconds)
 
 
 def prefix_key(request: Any) -> str | None:

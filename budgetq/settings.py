@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=300.0, gt=0)
     batch_max_failures: int = Field(default=3, ge=1)
     reaper_interval_s: float = Field(default=60.0, gt=0)
+    # A worker holding a paid answer retries its write while PostgreSQL is unreachable, for this long
+    # after the answer arrived (worker/durable.py). An outage shorter than this and than two thirds of
+    # the lease (which it cannot outlive: renewed every third) costs no second call.
+    result_write_retry_s: float = Field(default=120.0, gt=0)
     # A queued batch not claimed for this long is sent again (its message may be lost, e.g. Redis flushed).
     requeue_after_s: float = Field(default=600.0, gt=0)
     # Redis redelivers an unacked task after this long; unset: derived, well above the task's hard limit.

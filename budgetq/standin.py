@@ -147,7 +147,10 @@ class StandIn:
                 }
         reply.headers["request-id"] = entry["request_id"]
         if path == "/v1/messages":
-            reply.headers |= self._limiter.headers()
+            # An injected 429 reports the input-token limit spent until its retry-after, as the API would.
+            injected = reply.status == 429 and "rate_limited" in entry["faults"]
+            spent = ("input_tokens", float(entry["retry_after"] or 0)) if injected else (None, 0.0)
+            reply.headers |= self._limiter.headers(*spent)
         self._log.close(entry, reply.status, reply.delay_s)
         return reply
 

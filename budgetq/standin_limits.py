@@ -115,23 +115,43 @@ class SlidingWindowLimiter:
         with self._lock:
             self._events.clear()
 
-    def headers(self) -> dict[str, str]:
-        """The ``anthropic-ratelimit-*`` headers (only for the limits that are set)."""
+    def headers(self, exhausted: str | None = None, reset_in_s: float = 0.0) -> dict[str, str]:
+        """The ``anthropic-ratelimit-*`` headers of the limits that are set, as the API sends them:
+        ``-limit``, ``-remaining`` and ``-reset`` (RFC 3339, when the dimension is fully replenished)
+        per dimension, and ``tokens-*`` for the most restrictive token limit. ``exhausted`` names a
+        dimension to report spent for ``reset_in_s`` more seconds (a 429 not of this limiter's making)."""
         if not self.limits.enabled:
             return {}
         with self._lock:
             now = self.clock()
             self._prune(now)
-            newest = max((e.at for e in self._events), default=now - self.limits.window_s)
-            reset_in = max(0.0, newest + self.limits.window_s - now)
-            reset = datetime.fromtimestamp(time.time() + reset_in, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             out: dict[str, str] = {}
+            tightest: tuple[float, int, int, float] | None = None  # (share left, limit, left, reset)
             for dim, limit_name in _DIMENSIONS:
-                limit = getattr(self.limits, limit_name)
+                limit: int | None = getattr(self.limits, limit_name)
                 if limit is None:
                     continue
                 used = sum(getattr(e, dim) for e in self._events)
+                newest = max((e.at for e in self._events if getattr(e, dim)), default=None)
+                reset_in = 0.0 if newest is None else max(0.0, newest + self.limits.window_s - now)
+                left = max(0, limit - used)
+                if dim == exhausted:
+                    left, reset_in = 0, max(reset_in, reset_in_s)
                 name = "anthropic-ratelimit-" + dim.replace("_", "-")
-                out |= {f"{name}-limit": str(limit), f"{name}-remaining": str(max(0, limit - used))}
-                out[f"{name}-reset"] = reset
+                out |= {f"{name}-limit": str(limit), f"{name}-remaining": str(left)}
+                out[f"{name}-reset"] = _rfc3339(reset_in)
+                if dim != "requests" and (tightest is None or left / limit < tightest[0]):
+                    tightest = (left / limit, limit, left, reset_in)
+            if tightest is not None:
+                _, limit, left, reset_in = tightest
+                out |= {"anthropic-ratelimit-tokens-limit": str(limit)}
+                out |= {"anthropic-ratelimit-tokens-remaining": str(left)}
+                out["anthropic-ratelimit-tokens-reset"] = _rfc3339(reset_in)
             return out
+
+
+def _rfc3339(seconds_from_now: float) -> str:
+    """An instant ``seconds_from_now`` ahead, rounded up to the second as the API writes it."""
+    return datetime.fromtimestamp(math.ceil(time.time() + seconds_from_now), UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )

@@ -26,9 +26,19 @@ def start_run(
     kind: str = RunKind.MANUAL.value,
     selector: Selector | None = None,
     spend_cap_usd: Decimal | None = None,
+    api_mode: str | None = None,
 ) -> PlannedRun:
-    """Plan a run of the set (of the selector's issues) and enqueue its batches, highest priority first."""
-    planned = plan_run(sessions, settings, set_id, kind=kind, selector=selector, spend_cap_usd=spend_cap_usd)
+    """Plan a run of the set (of the selector's issues) and enqueue its batches, highest priority first;
+    ``api_mode`` (sync or batch-api) overrides the set's and the settings' choice for this run."""
+    planned = plan_run(
+        sessions,
+        settings,
+        set_id,
+        kind=kind,
+        selector=selector,
+        spend_cap_usd=spend_cap_usd,
+        api_mode=api_mode,
+    )
     if planned.created and planned.batch_ids:
         enqueue(app, sessions, planned.batch_ids)
     return planned
@@ -57,8 +67,9 @@ def reprocess(
     selector: Selector,
     *,
     spend_cap_usd: Decimal | None = None,
+    api_mode: str | None = None,
 ) -> PlannedRun:
-    """A new run of only the selected issues of the set, enqueued now."""
+    """A new run of only the selected issues of the set, enqueued now (``api_mode`` as in start_run)."""
     check_selection(sessions, set_id, selector)
     return start_run(
         sessions,
@@ -68,4 +79,5 @@ def reprocess(
         kind=RunKind.REPROCESS.value,
         selector=selector,
         spend_cap_usd=spend_cap_usd,
+        api_mode=api_mode,
     )

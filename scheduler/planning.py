@@ -22,7 +22,7 @@ from budgetq.prompt import fixed_input_tokens, issue_input_tokens
 from budgetq.queue import PROCESS_BATCH, SUBMIT_MESSAGE_BATCHES
 from budgetq.selector import Selector, SelectorKind
 from budgetq.settings import Settings
-from budgetq.statuses import RunKind
+from budgetq.statuses import ApiMode, RunKind
 from budgetq.store import api_modes
 from budgetq.store import issues as issue_store
 from budgetq.store import runs as run_store
@@ -46,6 +46,8 @@ class PlannedRun:
     forecast: Forecast | None = None
     # False when the run already existed (a nightly run planned earlier for the same night).
     created: bool = True
+    # How its batches reach the model (sync or batch-api); its forecast is priced accordingly.
+    api_mode: str = ApiMode.SYNC.value
 
 
 def count_tokens(sessions: sessionmaker[Session], set_id: int, processes: int | None = None) -> int:
@@ -140,6 +142,13 @@ def plan_run(
     window = context_window_for(spec, settings)
     prices = prices_on(spec, dt.datetime.now(dt.UTC).date())
     with transaction(sessions) as session:
+        mode = resolve_api_mode(
+            api_mode,
+            api_modes.set_api_mode(session, set_id),
+            nightly=kind == RunKind.NIGHTLY.value,
+            nightly_default=settings.nightly_api_mode,
+        )
+        batch = mode is ApiMode.BATCH_API  # priced at the Message Batches rate
         rows = issue_store.planning_rows(session, set_id, selector)
         items = [
             PackItem(
@@ -152,7 +161,7 @@ def plan_run(
         ]
         deferred: tuple[run_store.Deferred, ...] = ()
         if spend_cap_usd is not None:
-            items, deferred = _fit_to_cap(items, limits, fixed, window, prices, spend_cap_usd)
+            items, deferred = _fit_to_cap(items, limits, fixed, window, prices, spend_cap_usd, batch=batch)
         plan = pack(items, limits)
         bound = lower_bound(items, limits)
         expected = forecast(
@@ -161,16 +170,13 @@ def plan_run(
             max_tokens=limits.output_limit,
             context_window=window,
             prices=prices,
+            batch=batch,
         )
-        planned = PlannedRun(None, (), plan, limits, bound, len(items) + len(deferred), deferred, expected)
+        planned = PlannedRun(
+            None, (), plan, limits, bound, len(items) + len(deferred), deferred, expected, api_mode=mode.value
+        )
         if dry_run:
             return planned
-        mode = resolve_api_mode(
-            api_mode,
-            api_modes.set_api_mode(session, set_id),
-            nightly=kind == RunKind.NIGHTLY.value,
-            nightly_default=settings.nightly_api_mode,
-        )
         run_id = run_store.create_run(
             session,
             run_store.RunSpec(
@@ -206,7 +212,15 @@ def plan_run(
         if not batch_ids:
             run_store.finish_if_done(session, run_id)
     return PlannedRun(
-        run_id, tuple(batch_ids), plan, limits, bound, len(items) + len(deferred), deferred, expected
+        run_id,
+        tuple(batch_ids),
+        plan,
+        limits,
+        bound,
+        len(items) + len(deferred),
+        deferred,
+        expected,
+        api_mode=mode.value,
     )
 
 
@@ -215,13 +229,23 @@ def _nightly_run(session: Session, set_id: int, night: dt.date | None) -> int | 
 
 
 def _fit_to_cap(
-    items: list[PackItem], limits: PackLimits, fixed: int, window: int, prices: Prices, cap: Decimal
+    items: list[PackItem],
+    limits: PackLimits,
+    fixed: int,
+    window: int,
+    prices: Prices,
+    cap: Decimal,
+    *,
+    batch: bool,
 ) -> tuple[list[PackItem], tuple[run_store.Deferred, ...]]:
     """The items a run keeps under its spend cap, and the deferred ones (oversize items cost nothing:
-    they are never sent, and stay in to be reported as oversize)."""
+    they are never sent, and stay in to be reported as oversize); ``batch``: at the batch rate."""
     packable = [i for i in items if oversize_reason(i, limits) is None]
-    costed = [CostedIssue(i.issue_id, i.priority, issue_cost(i, limits, fixed, prices)) for i in packable]
-    overhead = cache_write_premium(fixed, prices)
+    costed = [
+        CostedIssue(i.issue_id, i.priority, issue_cost(i, limits, fixed, prices, batch=batch))
+        for i in packable
+    ]
+    overhead = cache_write_premium(fixed, prices, batch=batch)
     by_id = {i.issue_id: i for i in items}
     for _ in range(4):
         deferral = defer_to_cap(costed, cap, overhead)
@@ -238,6 +262,7 @@ def _fit_to_cap(
             max_tokens=limits.output_limit,
             context_window=window,
             prices=prices,
+            batch=batch,
         ).cost_usd
         if cost <= cap or not deferral.kept:
             break

@@ -29,9 +29,8 @@ from budgetq.settings import Settings
 from budgetq.statuses import BatchStatus
 from budgetq.store import reaping as store
 from budgetq.store import spend as spend_store
-from budgetq.store.db import transaction
+from budgetq.store.db import ProcessSessions, transaction
 from budgetq.store.runs import mark_enqueued
-from scheduler.sessions import ProcessSessions
 
 log = logging.getLogger("budgetq.reaper")
 
@@ -95,7 +94,7 @@ def reap_once(sessions: sessionmaker[Session], app: Celery, settings: Settings) 
 
 def register(app: Celery, settings: Settings) -> None:
     """Register the REAP task on ``app`` (the scheduler's)."""
-    sessions = ProcessSessions(settings)
+    sessions = ProcessSessions(settings, process="the scheduler")
 
     @app.task(name=REAP, ignore_result=True)  # type: ignore[untyped-decorator]
     def reap() -> dict[str, int]:

@@ -10,14 +10,14 @@ from celery import Celery
 from budgetq.queue import PLAN_NIGHTLY, REPROCESS
 from budgetq.selector import Selector
 from budgetq.settings import Settings
+from budgetq.store.db import ProcessSessions
 from scheduler.nightly import parse_night, plan_nightly
 from scheduler.ondemand import reprocess
-from scheduler.sessions import ProcessSessions
 
 
 def register(app: Celery, settings: Settings) -> None:
     """Register PLAN_NIGHTLY and REPROCESS on ``app`` (the scheduler's)."""
-    sessions = ProcessSessions(settings)
+    sessions = ProcessSessions(settings, process="the scheduler")
 
     @app.task(name=PLAN_NIGHTLY, ignore_result=True)  # type: ignore[untyped-decorator]
     def plan_nightly_task(night: str = "today") -> list[dict[str, object]]:
@@ -27,9 +27,16 @@ def register(app: Celery, settings: Settings) -> None:
 
     @app.task(name=REPROCESS, ignore_result=True)  # type: ignore[untyped-decorator]
     def reprocess_task(
-        set_id: int, selector: dict[str, object] | None = None, spend_cap_usd: str | None = None
+        set_id: int,
+        selector: dict[str, object] | None = None,
+        spend_cap_usd: str | None = None,
+        api_mode: str | None = None,
     ) -> int | None:
-        """A new run of the set's selected issues (a ``Selector.to_json`` object; all when None)."""
+        """A new run of the set's selected issues (a ``Selector.to_json`` object; all when None), in
+        ``api_mode`` (sync or batch-api) when given."""
         chosen = Selector.from_json(selector or {})
         cap = Decimal(spend_cap_usd) if spend_cap_usd is not None else settings.run_spend_cap_usd
-        return reprocess(sessions.get(), settings, app, set_id, chosen, spend_cap_usd=cap).run_id
+        planned = reprocess(
+            sessions.get(), settings, app, set_id, chosen, spend_cap_usd=cap, api_mode=api_mode
+        )
+        return planned.run_id

@@ -31,11 +31,21 @@ TEST_REDIS_URL = "BUDGETQ_TEST_REDIS_URL"
 @pytest.fixture(scope="session")
 def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL server URL (its maintenance database)."""
-    configured = os.environ.get(TEST_DATABASE_URL)
+    yield from _configured_or_embedded(TEST_DATABASE_URL, start_postgres, tmp_path_factory, "embedded")
+
+
+def _configured_or_embedded(
+    variable: str,
+    start: Callable[[Path], tuple[str, Any]],
+    tmp_path_factory: pytest.TempPathFactory,
+    folder: str,
+) -> Iterator[str]:
+    """The URL in ``variable``, else that of an embedded server, kept alive until teardown."""
+    configured = os.environ.get(variable)
     if configured:
         yield configured
         return
-    url, handle = start_postgres(tmp_path_factory.mktemp("embedded"))
+    url, handle = start(tmp_path_factory.mktemp(folder))
     yield url
     del handle
 
@@ -91,13 +101,7 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis URL for the broker: the configured test Redis, else an embedded one."""
-    configured = os.environ.get(TEST_REDIS_URL)
-    if configured:
-        yield configured
-        return
-    url, handle = start_redis(tmp_path_factory.mktemp("redis"))
-    yield url
-    del handle
+    yield from _configured_or_embedded(TEST_REDIS_URL, start_redis, tmp_path_factory, "redis")
 
 
 @pytest.fixture

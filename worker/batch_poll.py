@@ -4,8 +4,11 @@ One pass: give back submissions never confirmed, ask the API about every Message
 ingest each one that ended under a lease on its row. Each result is recorded (one ``llm_calls`` row,
 batch-priced, tagged with its Message Batch) and settled exactly as a synchronous answer
 (``worker.settle``) in one transaction fenced by its batch's lease token: ingesting the same results
-twice finds the batches no longer held and changes nothing. Errored, expired and canceled requests
-go down the retry path. The pass ends by submitting whatever batch-api batches wait.
+twice finds the batches no longer held and changes nothing. The spend each request reserved when it
+was submitted settles in that same transaction: to the result's cost, or released for an errored,
+expired or canceled request (not billed); a result read again finds it settled and moves nothing.
+Errored, expired and canceled requests go down the retry path. The pass ends by submitting whatever
+batch-api batches wait.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from budgetq.store.db import transaction
 from budgetq.store.runs import finish_if_done
 from worker import settle
 from worker.batch_context import BatchApiContext, give_back
+from worker.batch_spend import close_reservations, settle_request
 from worker.batch_submit import Submitter, abandon
 from worker.telemetry import observe_attempt
 
@@ -68,7 +72,8 @@ class Poller:
                 claims = api_modes.held(session, {m.batch_id: m.token for m in members.values()})
             reason = "the submission of its Message Batch was never confirmed (the worker died mid-submit)"
             log.warning("Message Batch row %s: %s", tracked.id, reason)
-            abandon(self.api, tracked, claims, reason, blame=False)
+            # The create call may have gone through unseen: what its requests reserved stays counted.
+            abandon(self.api, tracked, claims, reason, blame=False, maybe_billed=True)
 
     def _poll_one(self, tracked: mb.Tracked) -> int:
         if tracked.api_id is None:
@@ -103,6 +108,8 @@ class Poller:
         with transaction(self.api.context.sessions) as session:
             if not mb.give_up(session, tracked, reason):
                 return
+            # Whatever ran of it may have been billed: the unsettled reservations stay counted.
+            close_reservations(session, tracked.id, maybe_billed=True)
             members = mb.members(session, tracked.id)
             claims = api_modes.held(session, {m.batch_id: m.token for m in members.values()})
             give_back(session, claims, reason)
@@ -147,6 +154,7 @@ class Poller:
                     return []
                 (claim,) = claims
                 call_id = self._record(session, claim, api_id, member, outcome)
+                settle_request(session, member, outcome)
                 follow_ups = list(self._settle(session, claim, call_id, outcome).follow_ups)
         except (LeaseLostError, IntegrityError) as exc:
             # Another poller settled (or is settling) this result at the same moment: nothing to add.
@@ -197,3 +205,4 @@ class Poller:
             return
         (claim,) = api_modes.held(session, {member.batch_id: member.token}, only_held=False)
         self._record(session, claim, api_id, member, outcome)
+        settle_request(session, member, outcome)

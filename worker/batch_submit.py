@@ -3,9 +3,16 @@
 Claim the run's queued batch-api batches under one lease token; apply the same guard as a
 synchronous call (the estimate, the exact count near the limit, halving when over); build each
 request from the synchronous call's params with the 1-hour cache TTL; group the requests under the
-API's limits; record each Message Batch as ``submitting`` with its requests; create it; and store its
-API id before the task acknowledges. A worker that dies in between leaves a ``submitting`` row that
-the poller gives back once its lease passes.
+API's limits; reserve each request's worst case at the batch rate against the run's and the day's
+spend caps, in the transaction that records its Message Batch as ``submitting`` with its requests;
+create it; and store its API id before the task acknowledges. A worker that dies in between leaves a
+``submitting`` row that the poller gives back once its lease passes (its reservations kept as unknown:
+the create may have gone through).
+
+Requests the caps cannot take are refused as a synchronous call would be (``worker.batch_spend``):
+while reservations of calls in flight (other requests, other calls) hold the room they wait, given back
+unblamed for the next poll's submit; when they cannot fit even then, the run stops and they fail with
+the reason.
 """
 
 from __future__ import annotations
@@ -13,10 +20,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from budgetq.answers import PromptIssue
 from budgetq.budget import guard_limit, needs_exact_count
-from budgetq.errors import ConfigurationError, LLMCallError, NonRetryableCallError
+from budgetq.errors import ConfigurationError, LLMCallError, NonRetryableCallError, SpendCapExceededError
 from budgetq.llm import CallRequest
 from budgetq.llm_batches import BATCH_CACHE_TTL
 from budgetq.message_batches import BatchRequest, body_bytes, group, request_for
@@ -24,23 +32,36 @@ from budgetq.prompt import build_prompt
 from budgetq.store import api_modes
 from budgetq.store import batches as store
 from budgetq.store import message_batches as mb
+from budgetq.store import spend as spend_store
 from budgetq.store.calibration import observed_ratios
 from budgetq.store.db import transaction
 from budgetq.store.runs import finish_if_done
 from budgetq.tokens import checked_calibration
 from worker.batch_context import BatchApiContext, give_back
+from worker.batch_spend import close_reservations, hold_back, worst_case, worth_claiming
 
 log = logging.getLogger("budgetq.worker.batch_api")
 
 
 @dataclass(frozen=True)
 class _Admitted:
-    """A claimed batch that passed the guard, with its Message Batch request."""
+    """A claimed batch that passed the guard, with its Message Batch request and its worst-case cost."""
 
     claim: store.Claim
     request: BatchRequest
     estimated: int
     counted: int | None
+    worst_case_usd: Decimal
+
+
+@dataclass(frozen=True)
+class _Created:
+    """What became of a group of requests: how many went out in a Message Batch (None: the API refused
+    the create), and, when the spend caps stopped short, their refusal and the requests left out."""
+
+    sent: int | None
+    refusal: SpendCapExceededError | None = None
+    left: tuple[_Admitted, ...] = ()
 
 
 class Submitter:
@@ -66,7 +87,7 @@ class Submitter:
         while True:  # halves of a batch over the guard come back queued, for the next round
             with transaction(self.api.context.sessions) as session:
                 claims = api_modes.claim_queued(
-                    session, run_id, s.message_batch_submit_lease_s, s.message_batch_max_requests
+                    session, run_id, s.message_batch_submit_lease_s, worth_claiming(session, run_id, s)
                 )
             if not claims:
                 return submitted
@@ -91,13 +112,23 @@ class Submitter:
             )
             for index, requests in enumerate(groups):
                 created = self._create(run_id, [admitted[r.batch_id] for r in requests])
-                if created is None:
-                    # The API refused one: the rest wait for the next poll too, unblamed.
-                    rest = [admitted[r.batch_id].claim for later in groups[index + 1 :] for r in later]
+                later = [admitted[r.batch_id] for rest in groups[index + 1 :] for r in rest]
+                if created.refusal is not None:
                     with transaction(self.api.context.sessions) as session:
-                        give_back(session, rest, "an earlier Message Batch of this submission failed")
+                        hold_back(
+                            session, run_id, [a.claim for a in (*created.left, *later)], created.refusal
+                        )
+                    return submitted + (created.sent or 0)
+                if created.sent is None:
+                    # The API refused one: the rest wait for the next poll too, unblamed.
+                    with transaction(self.api.context.sessions) as session:
+                        give_back(
+                            session,
+                            [a.claim for a in later],
+                            "an earlier Message Batch of this submission failed",
+                        )
                     return submitted
-                submitted += created
+                submitted += created.sent
 
     def _fail(self, claims: Sequence[store.Claim], reason: str) -> None:
         with transaction(self.api.context.sessions) as session:
@@ -147,16 +178,44 @@ class Submitter:
                 )
                 self.api.split_apart(claim, reason)
                 continue
-            yield _Admitted(claim, request_for(claim.batch_id, request.params()), estimated, counted)
+            # The reservation covers the most input the request can bill: the exact count when known.
+            most_input = counted if counted is not None else max(estimated, guarded)
+            reserve = worst_case(claim.model, most_input, claim.max_tokens)
+            yield _Admitted(claim, request_for(claim.batch_id, request.params()), estimated, counted, reserve)
 
-    def _create(self, run_id: int, admitted: Sequence[_Admitted]) -> int | None:
-        """Create one Message Batch; how many requests it holds, or None when the API refused it."""
-        members = [mb.Member(a.claim.batch_id, a.claim.token, a.estimated, a.counted) for a in admitted]
-        size = body_bytes([a.request for a in admitted])
+    def _create(self, run_id: int, admitted: Sequence[_Admitted]) -> _Created:
+        """Reserve the spend of as many requests as the caps take, in order, and create one Message
+        Batch of them; how many it holds (None when the API refused it), and the caps' refusal."""
         with transaction(self.api.context.sessions) as session:
-            tracked = mb.open_submission(
-                session, run_id, members, size, self.settings.message_batch_submit_lease_s
+            held, refusal = spend_store.reserve_many(
+                session,
+                run_id,
+                [(a.claim.batch_id, a.worst_case_usd) for a in admitted],
+                self.settings.daily_spend_cap_usd,
             )
+            fitting = admitted[: len(held)]
+            tracked: mb.Tracked | None = None
+            if fitting:
+                # In the reservations' transaction: a request is never recorded without its spend held,
+                # nor spend held for a request that is not recorded.
+                members = [
+                    mb.Member(a.claim.batch_id, a.claim.token, a.estimated, a.counted, reservation)
+                    for a, reservation in zip(fitting, held, strict=True)
+                ]
+                tracked = mb.open_submission(
+                    session,
+                    run_id,
+                    members,
+                    body_bytes([a.request for a in fitting]),
+                    self.settings.message_batch_submit_lease_s,
+                )
+        left = tuple(admitted[len(held) :])
+        if tracked is None:
+            return _Created(0, refusal, left)
+        return _Created(self._send(run_id, tracked, fitting), refusal, left)
+
+    def _send(self, run_id: int, tracked: mb.Tracked, admitted: Sequence[_Admitted]) -> int | None:
+        """Create the recorded Message Batch; how many requests it holds, or None when it failed."""
         try:
             state = self.api.client(tracked.mode, tracked.model).create([a.request.entry for a in admitted])
         except LLMCallError as exc:
@@ -172,6 +231,8 @@ class Submitter:
                 [a.claim for a in admitted],
                 f"creating the Message Batch failed: {exc}",
                 blame=blame,
+                # Only an answer from the API says nothing was created; without one it may have been.
+                maybe_billed=exc.status is None,
             )
             return None
         with transaction(self.api.context.sessions) as session:
@@ -189,13 +250,22 @@ class Submitter:
 
 
 def abandon(
-    api: BatchApiContext, tracked: mb.Tracked, claims: Sequence[store.Claim], reason: str, *, blame: bool
+    api: BatchApiContext,
+    tracked: mb.Tracked,
+    claims: Sequence[store.Claim],
+    reason: str,
+    *,
+    blame: bool,
+    maybe_billed: bool,
 ) -> None:
-    """Mark a submission abandoned and give its batches back (``blame``: down the retry path, counted)."""
+    """Mark a submission abandoned and give its batches back (``blame``: down the retry path, counted).
+    Its reservations are released, or kept as unknown when it ``maybe_billed`` (the create may have
+    gone through unseen)."""
     follow_ups: list[int] = []
     with transaction(api.context.sessions) as session:
         if not mb.abandon(session, tracked, reason):
             return
+        close_reservations(session, tracked.id, maybe_billed=maybe_billed)
         if not blame:
             give_back(session, claims, reason)
             return

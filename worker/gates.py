@@ -27,6 +27,7 @@ from budgetq.llm import Attempt, CallRequest
 from budgetq.spend import Settlement, overrun, reservation_for, settlement_of
 from budgetq.store import spend as spend_store
 from budgetq.store.db import transaction
+from worker import durable
 
 log = logging.getLogger("budgetq.worker")
 
@@ -86,11 +87,15 @@ class SpendGate:
         model: str,
         daily_cap: Decimal | None,
         today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+        *,
+        write_window_s: float = 0.0,
     ) -> None:
         self._sessions = sessions
         self._spec = get_model(model)
         self._daily_cap = daily_cap
         self._today = today
+        # How long a settlement is retried while PostgreSQL is unreachable (worker.durable).
+        self._write_window_s = write_window_s
         self._local = threading.local()
 
     @contextmanager
@@ -121,14 +126,18 @@ class SpendGate:
         if reservation is None:
             return
         decision = settlement_of(attempt.http_status, attempt.usage is not None)
+        what = f"spend reservation {reservation.id}"
         try:
-            with transaction(self._sessions()) as session:
-                if decision is Settlement.SETTLE:
-                    spend_store.settle(session, reservation, attempt.cost_usd)
-                elif decision is Settlement.RELEASE:
-                    spend_store.release(session, reservation)
-                else:
-                    spend_store.keep(session, reservation)
+            # Retried through a short outage, so a paid call is counted as spent, not left held; a
+            # reservation closes once only, so a retry after an unanswered COMMIT changes nothing.
+            for retry in durable.retrying(self._write_window_s, attempt.finished_at, what):
+                with retry, transaction(self._sessions()) as session:
+                    if decision is Settlement.SETTLE:
+                        spend_store.settle(session, reservation, attempt.cost_usd)
+                    elif decision is Settlement.RELEASE:
+                        spend_store.release(session, reservation)
+                    else:
+                        spend_store.keep(session, reservation)
         except Exception:  # noqa: BLE001 - the call's answer must not be lost to a bookkeeping failure
             # The reservation stays held, so it keeps counting against the caps: the safe side.
             log.exception("spend reservation %s could not be settled; it stays held", reservation.id)

@@ -38,12 +38,13 @@ from budgetq.queue import PROCESS_BATCH
 from budgetq.ratelimit import RedisRateLimiter
 from budgetq.settings import Settings
 from budgetq.store import batches as store
+from budgetq.store import recovery
 from budgetq.store.calibration import observed_ratios
-from budgetq.store.db import make_engine, make_sessions, transaction
+from budgetq.store.db import ProcessSessions, transaction
 from budgetq.store.reaping import mark_sent
 from budgetq.store.runs import finish_if_done
 from budgetq.tokens import Calibration, checked_calibration
-from worker import settle
+from worker import durable, settle
 from worker.gates import AttemptGates, SpendGate
 from worker.telemetry import observe_attempt
 
@@ -57,29 +58,26 @@ class Context:
         self.settings = settings
         self.app = app
         self.host = socket.gethostname()
+        self._sessions = ProcessSessions(
+            settings, settings.worker_concurrency + 2, process="a worker", missing_url=SystemExit
+        )
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._sessions: sessionmaker[Session] | None = None
         self._clients: dict[tuple[str, str], BudgetAwareLLMClient] = {}
         self._spend_gates: dict[str, SpendGate] = {}
 
     @property
     def sessions(self) -> sessionmaker[Session]:
         """The session factory of this process."""
-        with self._lock:
-            if self._sessions is None or self._pid != os.getpid():
-                if not self.settings.database_url:
-                    raise SystemExit("set BUDGETQ_DATABASE_URL before starting a worker")
-                engine = make_engine(
-                    self.settings.database_url, pool_size=self.settings.worker_concurrency + 2
-                )
-                self._sessions, self._pid, self._clients = make_sessions(engine), os.getpid(), {}
-            return self._sessions
+        return self._sessions.get()
 
     def client(self, mode: str, model: str) -> BudgetAwareLLMClient:
         """The SDK client for a run's mode and model, shared by this process's threads; every attempt
         passes the spend cap, then the distributed rate limit."""
         with self._lock:
+            if self._pid != os.getpid():
+                # The SDK clients' connection pools must not cross a fork either.
+                self._clients, self._pid = {}, os.getpid()
             key = (mode, model)
             if key not in self._clients:
                 gates = AttemptGates(
@@ -98,7 +96,10 @@ class Context:
     def _spend_gate_locked(self, model: str) -> SpendGate:
         if model not in self._spend_gates:
             self._spend_gates[model] = SpendGate(
-                lambda: self.sessions, model, self.settings.daily_spend_cap_usd
+                lambda: self.sessions,
+                model,
+                self.settings.daily_spend_cap_usd,
+                write_window_s=self.settings.result_write_retry_s,
             )
         return self._spend_gates[model]
 
@@ -197,10 +198,7 @@ class Context:
             )
 
         def record(attempt: Attempt) -> None:
-            with transaction(self.sessions) as session:
-                store.record_attempt(
-                    session, claim, attempt, estimated_input=estimated, counted_input=counted, host=self.host
-                )
+            self._record(claim, attempt, estimated, counted)
             observe_attempt(claim, attempt, estimated_input=estimated, counted_input=counted)
 
         # The spend reservation covers the most input the call can bill: the exact count when known.
@@ -286,30 +284,55 @@ class Context:
         attempt = result.attempts[-1]
         # The verdict and its writing are shared with the Message Batches path (worker.settle).
         verdict = settle.judge(result.tool_input, result.stop_reason, claim.issue_ids)
-        if verdict.step is settle.Step.SPLIT:
-            self._record(claim, attempt, estimated, counted)
-            return self._split_or_fail(claim, verdict.reason)
-        if verdict.step is settle.Step.RETRY:
-            self._record(claim, attempt, estimated, counted)
-            return self._release_or_fail(claim, verdict.reason)
+        max_failures = self.settings.batch_max_failures
+
+        def write(session: Session) -> settle.Settled:
+            # The paid call's provenance and what its answer means for the batch: one transaction.
+            call_id = store.record_attempt(
+                session, claim, attempt, estimated_input=estimated, counted_input=counted, host=self.host
+            )
+            return settle.apply(session, claim, verdict, call_id, max_failures)
+
+        def written(session: Session) -> settle.Settled | None:
+            if recovery.recorded_call_id(session, claim.batch_id, attempt) is None:
+                return None
+            return settle.recovered(claim.batch_id, *recovery.batch_outcome(session, claim.batch_id))
+
         try:
-            with transaction(self.sessions) as session:
-                call_id = store.record_attempt(
-                    session, claim, attempt, estimated_input=estimated, counted_input=counted, host=self.host
-                )
-                settled = settle.apply(session, claim, verdict, call_id, self.settings.batch_max_failures)
+            settled = durable.write(self.sessions, self.settings, claim.batch_id, attempt, write, written)
         except LeaseLostError:
             # The call happened and was billed: its provenance is kept even though its answers are not.
             self._record(claim, attempt, estimated, counted)
             raise
+        except Exception as exc:
+            if not durable.unreachable(exc):
+                raise
+            return self._unrecorded(claim, attempt, exc)
         self.enqueue(settled.follow_ups)
         return settled.word
 
     def _record(self, claim: store.Claim, attempt: Attempt, estimated: int, counted: int | None) -> None:
-        with transaction(self.sessions) as session:
-            store.record_attempt(
+        def write(session: Session) -> int:
+            return store.record_attempt(
                 session, claim, attempt, estimated_input=estimated, counted_input=counted, host=self.host
             )
+
+        def written(session: Session) -> int | None:
+            return recovery.recorded_call_id(session, claim.batch_id, attempt)
+
+        durable.write(self.sessions, self.settings, claim.batch_id, attempt, write, written)
+
+    def _unrecorded(self, claim: store.Claim, attempt: Attempt, exc: BaseException) -> str:
+        """PostgreSQL stayed unreachable through the write window: the paid answer is dropped. The batch
+        keeps its lease until it expires; then the reaper queues it again and it is called again."""
+        window, why = self.settings.result_write_retry_s, durable.first_line(exc)
+        log.error(
+            f"batch {claim.batch_id}: PostgreSQL unreachable for {window:.0f}s after the answer of request "
+            f"{attempt.request_id} ({attempt.cost_usd} USD) arrived ({why}); the answer is dropped and the "
+            "batch will be called again once its lease expires. Raise BUDGETQ_RESULT_WRITE_RETRY_S to ride "
+            "out longer outages"
+        )
+        return "unrecorded"
 
     def _split_or_fail(self, claim: store.Claim, reason: str, countdown: float | None = None) -> str:
         if len(claim.issues) > 1:

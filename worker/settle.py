@@ -15,6 +15,7 @@ from enum import StrEnum
 from sqlalchemy.orm import Session
 
 from budgetq.answers import Answer, validate
+from budgetq.statuses import BatchStatus
 from budgetq.store import batches as store
 from budgetq.store.runs import finish_if_done
 
@@ -107,3 +108,15 @@ def release_or_fail(session: Session, claim: store.Claim, reason: str, max_failu
         store.release(session, claim, reason)
         return Settled("released", (claim.batch_id,))
     return split_or_fail(session, claim, f"failed {claim.failures + 1} times; last: {reason}")
+
+
+def recovered(batch_id: int, status: str, queued_children: tuple[int, ...]) -> Settled:
+    """How ``apply`` had settled the batch, read back after its COMMIT went unanswered (the status
+    it left, and the halves or follow-ups still to send)."""
+    if status == BatchStatus.SUCCEEDED.value:
+        return Settled("partial" if queued_children else "succeeded", queued_children)
+    if status == BatchStatus.SPLIT.value:
+        return Settled("split", queued_children)
+    if status == BatchStatus.FAILED.value:
+        return Settled("failed")
+    return Settled("released", (batch_id,) if status == BatchStatus.QUEUED.value else ())

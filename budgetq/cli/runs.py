@@ -28,7 +28,7 @@ from budgetq.errors import BudgetqError
 from budgetq.queue import make_celery
 from budgetq.selector import Selector, from_options
 from budgetq.settings import Settings
-from budgetq.statuses import RunKind, RunStatus
+from budgetq.statuses import ApiMode, RunKind, RunStatus
 from budgetq.store import issues as issue_store
 from budgetq.store.db import transaction
 from scheduler.ondemand import check_selection, start_run
@@ -41,6 +41,15 @@ SpendCap = Annotated[
     Decimal | None,
     typer.Option(
         "--spend-cap", help="USD cap of the run: the lowest priorities that do not fit are deferred."
+    ),
+]
+ApiModeOption = Annotated[
+    ApiMode | None,
+    typer.Option(
+        "--api-mode",
+        help="How the run's batches reach the model: one synchronous call each (sync) or the Message "
+        "Batches API at its batch rate (batch-api). Default: the issue set's api_mode, else sync "
+        "(nightly runs: BUDGETQ_NIGHTLY_API_MODE).",
     ),
 ]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run until it ends.")]
@@ -77,6 +86,7 @@ def _plan_summary(set_name: str, planned: PlannedRun, settings: Settings) -> dic
         "expected_cache_read_tokens": fc.cache_read_tokens if fc else 0,
         "expected_output_tokens": fc.output_tokens if fc else 0,
         "estimated_cost_usd": str(fc.cost_usd) if fc else "0",
+        "api_mode": planned.api_mode,
     }
 
 
@@ -106,9 +116,10 @@ def _print_plan(summary: dict[str, Any], planned: PlannedRun) -> None:
         f"output {summary['expected_output_tokens']:,}",
         soft_wrap=True,
     )
+    rate = "the Message Batches rate" if summary["api_mode"] == ApiMode.BATCH_API.value else "list price"
     out.print(
-        f"estimated cost ${Decimal(summary['estimated_cost_usd']):.4f} (list price; the fixed prompt is "
-        "written to the cache by the first call and read by the others)",
+        f"estimated cost ${Decimal(summary['estimated_cost_usd']):.4f} ({summary['api_mode']}: {rate}; "
+        "the fixed prompt is written to the cache by the first call and read by the others)",
         soft_wrap=True,
     )
     by_priority: Counter[int] = Counter()
@@ -162,6 +173,7 @@ def plan(
         typer.Option("--dry-run", help="Show the plan only (always so: `budgetq run` writes and enqueues)."),
     ] = True,
     spend_cap: SpendCap = None,
+    api_mode: ApiModeOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Show how SET would be packed: batches, utilization, lower bound, estimated cost; calls nothing."""
@@ -175,6 +187,7 @@ def plan(
                 kind=RunKind.MANUAL.value,
                 spend_cap_usd=spend_cap,
                 dry_run=True,
+                api_mode=api_mode.value if api_mode is not None else None,
             )
     except BudgetqError as exc:
         raise fail(exc) from exc
@@ -204,6 +217,7 @@ def _start_and_follow(
     *,
     kind: str,
     spend_cap: Decimal | None,
+    api_mode: ApiMode | None,
     wait: bool,
     timeout: float,
     workers: int | None,
@@ -230,11 +244,13 @@ def _start_and_follow(
                     kind=kind,
                     selector=selector,
                     spend_cap_usd=cap,
+                    api_mode=api_mode.value if api_mode is not None else None,
                 )
                 assert planned.run_id is not None
                 what = f" ({selector.describe()})" if selector is not None else ""
                 out.print(
-                    f"run {planned.run_id} of set {set_name!r}{what}: {planned.issues:,} issues in "
+                    f"run {planned.run_id} of set {set_name!r}{what} ({planned.api_mode}): "
+                    f"{planned.issues:,} issues in "
                     f"{len(planned.batch_ids):,} batches (lower bound {planned.lower_bound:,}), "
                     f"{len(planned.plan.oversize):,} oversize, {len(planned.deferred):,} deferred; "
                     f"estimated ${planned.forecast.cost_usd if planned.forecast else 0:.4f}",
@@ -258,6 +274,7 @@ def _start_and_follow(
 def run(
     set_name: SetName,
     spend_cap: SpendCap = None,
+    api_mode: ApiModeOption = None,
     wait: Wait = True,
     timeout: Timeout = 3600.0,
     workers: Workers = None,
@@ -268,6 +285,7 @@ def run(
         None,
         kind=RunKind.MANUAL.value,
         spend_cap=spend_cap,
+        api_mode=api_mode,
         wait=wait,
         timeout=timeout,
         workers=workers,
@@ -285,6 +303,7 @@ def reprocess(
         int | None, typer.Option("--priority", help="Only the issues of this priority.")
     ] = None,
     spend_cap: SpendCap = None,
+    api_mode: ApiModeOption = None,
     wait: Wait = True,
     timeout: Timeout = 3600.0,
     workers: Workers = None,
@@ -299,6 +318,7 @@ def reprocess(
         selector,
         kind=RunKind.REPROCESS.value,
         spend_cap=spend_cap,
+        api_mode=api_mode,
         wait=wait,
         timeout=timeout,
         workers=workers,

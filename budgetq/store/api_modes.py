@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from budgetq.statuses import ApiMode, BatchStatus, RunStatus
-from budgetq.store.batches import Claim, ClaimedIssue
+from budgetq.store.batches import Claim, ClaimedIssue, claim_of
 from budgetq.store.models import Batch, BatchIssue, Issue, IssueSet, Run, RunIssue
 
 
@@ -110,24 +110,7 @@ def held(session: Session, tokens: Mapping[int, uuid.UUID], *, only_held: bool =
     )
     for r in issue_rows:
         issues[r.batch_id].append(ClaimedIssue(r.id, r.priority, r.text, r.input_tokens_est))
-    return [
-        Claim(
-            batch_id=b.id,
-            run_id=b.run_id,
-            token=tokens[b.id],
-            priority=b.priority,
-            max_tokens=b.max_tokens,
-            model=run.model,
-            mode=run.mode,
-            context_window=run.context_window,
-            safe_utilization=run.safe_utilization,
-            calibration=run.calibration,
-            failures=b.failures,
-            issues=tuple(issues[b.id]),
-            api_mode=b.api_mode,
-        )
-        for b, run in batches
-    ]
+    return [claim_of(b, run, tokens[b.id], issues[b.id]) for b, run in batches]
 
 
 def set_batch_api_mode(session: Session, batch_ids: Sequence[int], api_mode: str) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Row, Select, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -75,7 +76,7 @@ def claim(session: Session, batch_id: int, lease_seconds: float) -> Claim | None
             lease_until=func.now() + dt.timedelta(seconds=lease_seconds),
             attempts=Batch.attempts + 1,
         )
-        .returning(Batch.run_id, Batch.priority, Batch.max_tokens, Batch.failures)
+        .returning(Batch.id, Batch.run_id, Batch.priority, Batch.max_tokens, Batch.failures, Batch.api_mode)
     ).one_or_none()
     if row is None:
         return None
@@ -87,19 +88,29 @@ def claim(session: Session, batch_id: int, lease_seconds: float) -> Claim | None
         .where(BatchIssue.batch_id == batch_id)
         .order_by(Issue.priority.desc(), Issue.id)
     ).all()
+    return claim_of(
+        row, run, token, (ClaimedIssue(r.id, r.priority, r.text, r.input_tokens_est) for r in issues)
+    )
+
+
+def claim_of(
+    batch: Batch | Row[*tuple[Any, ...]], run: Run, token: uuid.UUID, issues: Iterable[ClaimedIssue]
+) -> Claim:
+    """The claim held under ``token`` on ``batch`` (a row, or its columns as ``claim`` returns them)."""
     return Claim(
-        batch_id=batch_id,
-        run_id=row.run_id,
+        batch_id=batch.id,
+        run_id=batch.run_id,
         token=token,
-        priority=row.priority,
-        max_tokens=row.max_tokens,
+        priority=batch.priority,
+        max_tokens=batch.max_tokens,
         model=run.model,
         mode=run.mode,
         context_window=run.context_window,
         safe_utilization=run.safe_utilization,
         calibration=run.calibration,
-        failures=row.failures,
-        issues=tuple(ClaimedIssue(r.id, r.priority, r.text, r.input_tokens_est) for r in issues),
+        failures=batch.failures,
+        issues=tuple(issues),
+        api_mode=batch.api_mode,
     )
 
 
@@ -122,6 +133,10 @@ def _fence(session: Session, c: Claim, **values: object) -> None:
             f"batch {c.batch_id}: this worker's lease expired or was taken over; its result is discarded "
             "and the batch's current holder will write it"
         )
+
+
+def _close(session: Session, c: Claim, status: BatchStatus, reason: str) -> None:
+    _fence(session, c, status=status.value, lease_token=None, last_error=reason, finished_at=func.now())
 
 
 def record_attempt(
@@ -244,14 +259,7 @@ def complete(
 
 def split(session: Session, c: Claim, reason: str) -> list[int]:
     """Close the batch as split and queue its two halves; return their ids."""
-    _fence(
-        session,
-        c,
-        status=BatchStatus.SPLIT.value,
-        lease_token=None,
-        last_error=reason,
-        finished_at=func.now(),
-    )
+    _close(session, c, BatchStatus.SPLIT, reason)
     ids = c.issue_ids
     half = len(ids) // 2
     return [_new_batch(session, c, ids[:half], reason), _new_batch(session, c, ids[half:], reason)]
@@ -259,14 +267,7 @@ def split(session: Session, c: Claim, reason: str) -> list[int]:
 
 def fail(session: Session, c: Claim, reason: str) -> None:
     """Close the batch as failed; its issues fail with ``reason``."""
-    _fence(
-        session,
-        c,
-        status=BatchStatus.FAILED.value,
-        lease_token=None,
-        last_error=reason,
-        finished_at=func.now(),
-    )
+    _close(session, c, BatchStatus.FAILED, reason)
     _set_issue_status(session, c.run_id, c.issue_ids, IssueStatus.FAILED, reason)
 
 
@@ -299,20 +300,21 @@ def stop_run(session: Session, run_id: int, reason: str) -> None:
         .returning(Batch.id)
     ).all()
     if failed:
-        members = select(BatchIssue.issue_id).where(BatchIssue.batch_id.in_(failed))
-        session.execute(
-            update(RunIssue)
-            .where(
-                RunIssue.run_id == run_id,
-                RunIssue.issue_id.in_(members),
-                RunIssue.status == IssueStatus.PENDING.value,
-            )
-            .values(status=IssueStatus.FAILED.value, reason=reason)
-        )
+        fail_pending_issues(session, run_id, failed, reason)
+
+
+def fail_pending_issues(session: Session, run_id: int, batch_ids: Sequence[int], reason: str) -> None:
+    """The run's issues in ``batch_ids`` still pending fail with ``reason``."""
+    members = select(BatchIssue.issue_id).where(BatchIssue.batch_id.in_(batch_ids))
+    _set_issue_status(session, run_id, members, IssueStatus.FAILED, reason)
 
 
 def _set_issue_status(
-    session: Session, run_id: int, issue_ids: Sequence[int], status: IssueStatus, reason: str | None
+    session: Session,
+    run_id: int,
+    issue_ids: Sequence[int] | Select[int],
+    status: IssueStatus,
+    reason: str | None,
 ) -> None:
     session.execute(
         update(RunIssue)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.errors import ConfigurationError
+from budgetq.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -43,6 +46,37 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
     """A session factory bound to ``engine``."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+class ProcessSessions:
+    """A session factory per process, made on first use from the settings' database URL."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool_size: int = 2,
+        *,
+        process: str,
+        missing_url: Callable[[str], BaseException] = ConfigurationError,
+    ) -> None:
+        self.settings = settings
+        self.pool_size = pool_size
+        # ``process`` names who needs the URL in the error; a worker passes SystemExit to stop there.
+        self._process = process
+        self._missing_url = missing_url
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._sessions: sessionmaker[Session] | None = None
+
+    def get(self) -> sessionmaker[Session]:
+        """The session factory of the current process."""
+        with self._lock:
+            if self._sessions is None or self._pid != os.getpid():
+                if not self.settings.database_url:
+                    raise self._missing_url(f"set BUDGETQ_DATABASE_URL before starting {self._process}")
+                engine = make_engine(self.settings.database_url, pool_size=self.pool_size)
+                self._sessions, self._pid = make_sessions(engine), os.getpid()
+            return self._sessions
 
 
 @contextmanager

@@ -20,7 +20,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from budgetq.statuses import BatchStatus, MessageBatchStatus
-from budgetq.store.models import Batch, LLMCall, MessageBatch, MessageBatchRequest, Run
+from budgetq.store.models import Batch, LLMCall, MessageBatch, MessageBatchRequest, Run, SpendReservation
+from budgetq.store.spend import Reservation
 
 # A batch in an accepted Message Batch stays held this long after that Message Batch expires (24 h),
 # so a poller that was down for a while still finds it held.
@@ -29,12 +30,14 @@ HOLD_AFTER_EXPIRY = dt.timedelta(hours=6)
 
 @dataclass(frozen=True)
 class Member:
-    """A batch sent as one request of a Message Batch, and what the guard admitted it on."""
+    """A batch sent as one request of a Message Batch, what the guard admitted it on, and the spend it
+    reserved (None on rows written before reservations were made for requests)."""
 
     batch_id: int
     token: uuid.UUID
     estimated_input_tokens: int
     counted_input_tokens: int | None
+    reservation: Reservation | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class Tracked:
     token: uuid.UUID
     model: str
     mode: str
+
+
+def request_shape(session: Session, run_id: int) -> tuple[str, int]:
+    """The model and ``max_tokens`` of a run's requests."""
+    run = session.get_one(Run, run_id)
+    return run.model, run.max_tokens
 
 
 def open_submission(
@@ -76,6 +85,7 @@ def open_submission(
                 "lease_token": m.token,
                 "estimated_input_tokens": m.estimated_input_tokens,
                 "counted_input_tokens": m.counted_input_tokens,
+                "spend_reservation_id": m.reservation.id if m.reservation is not None else None,
             }
             for m in members
         ],
@@ -88,24 +98,17 @@ def confirm(
     session: Session, tracked: Tracked, api_id: str, processing_status: str, expires_at: dt.datetime
 ) -> bool:
     """Store the API's id of a created Message Batch and hold its batches until after it expires."""
-    done = session.execute(
-        update(MessageBatch)
-        .where(
-            MessageBatch.id == tracked.id,
-            MessageBatch.lease_token == tracked.token,
-            MessageBatch.status == MessageBatchStatus.SUBMITTING.value,
-        )
-        .values(
-            api_id=api_id,
-            status=MessageBatchStatus.IN_PROGRESS.value,
-            processing_status=processing_status,
-            submitted_at=func.now(),
-            expires_at=expires_at,
-            lease_until=None,
-        )
-        .returning(MessageBatch.id)
-    ).one_or_none()
-    if done is None:
+    if not _fenced(
+        session,
+        tracked,
+        MessageBatchStatus.SUBMITTING,
+        api_id=api_id,
+        status=MessageBatchStatus.IN_PROGRESS.value,
+        processing_status=processing_status,
+        submitted_at=func.now(),
+        expires_at=expires_at,
+        lease_until=None,
+    ):
         return False
     members = (
         select(MessageBatchRequest.batch_id, MessageBatchRequest.lease_token)
@@ -126,17 +129,29 @@ def confirm(
 
 def abandon(session: Session, tracked: Tracked, reason: str) -> bool:
     """Mark a submission abandoned (its create failed or was never confirmed); False if it moved on."""
-    done = session.execute(
+    return _fenced(
+        session,
+        tracked,
+        MessageBatchStatus.SUBMITTING,
+        status=MessageBatchStatus.ABANDONED.value,
+        last_error=reason[:2000],
+        lease_until=None,
+    )
+
+
+def _fenced(session: Session, tracked: Tracked, state: MessageBatchStatus, **values: object) -> bool:
+    """Apply ``values`` if the row is still in ``state`` under this holder's lease token; False if not."""
+    row = session.execute(
         update(MessageBatch)
         .where(
             MessageBatch.id == tracked.id,
             MessageBatch.lease_token == tracked.token,
-            MessageBatch.status == MessageBatchStatus.SUBMITTING.value,
+            MessageBatch.status == state.value,
         )
-        .values(status=MessageBatchStatus.ABANDONED.value, last_error=reason[:2000], lease_until=None)
+        .values(**values)
         .returning(MessageBatch.id)
     ).one_or_none()
-    return done is not None
+    return row is not None
 
 
 def _tracked(session: Session, *conditions: object) -> list[Tracked]:
@@ -225,14 +240,12 @@ def renew_ingest(session: Session, tracked: Tracked, lease_seconds: float) -> bo
 
 def release_ingest(session: Session, tracked: Tracked) -> None:
     """Hand an interrupted ingestion back at once (results already settled stay settled)."""
-    session.execute(
-        update(MessageBatch)
-        .where(
-            MessageBatch.id == tracked.id,
-            MessageBatch.lease_token == tracked.token,
-            MessageBatch.status == MessageBatchStatus.INGESTING.value,
-        )
-        .values(status=MessageBatchStatus.IN_PROGRESS.value, lease_until=None)
+    _fenced(
+        session,
+        tracked,
+        MessageBatchStatus.INGESTING,
+        status=MessageBatchStatus.IN_PROGRESS.value,
+        lease_until=None,
     )
 
 
@@ -254,32 +267,33 @@ def give_up(session: Session, tracked: Tracked, reason: str) -> bool:
 
 def finish_ingest(session: Session, tracked: Tracked, ingested: int) -> bool:
     """Close an ingestion: the Message Batch is done with; False when the lease was lost."""
-    row = session.execute(
-        update(MessageBatch)
-        .where(
-            MessageBatch.id == tracked.id,
-            MessageBatch.lease_token == tracked.token,
-            MessageBatch.status == MessageBatchStatus.INGESTING.value,
-        )
-        .values(
-            status=MessageBatchStatus.INGESTED.value,
-            ingested=ingested,
-            ingested_at=func.now(),
-            lease_until=None,
-        )
-        .returning(MessageBatch.id)
-    ).one_or_none()
-    return row is not None
+    return _fenced(
+        session,
+        tracked,
+        MessageBatchStatus.INGESTING,
+        status=MessageBatchStatus.INGESTED.value,
+        ingested=ingested,
+        ingested_at=func.now(),
+        lease_until=None,
+    )
 
 
 def members(session: Session, message_batch_id: int) -> dict[int, Member]:
-    """The batches of a Message Batch by batch id."""
-    rows = session.scalars(
-        select(MessageBatchRequest).where(MessageBatchRequest.message_batch_id == message_batch_id)
-    )
+    """The batches of a Message Batch by batch id, with the spend each reserved."""
+    rows = session.execute(
+        select(MessageBatchRequest, SpendReservation)
+        .outerjoin(SpendReservation, SpendReservation.id == MessageBatchRequest.spend_reservation_id)
+        .where(MessageBatchRequest.message_batch_id == message_batch_id)
+    ).all()
     return {
-        r.batch_id: Member(r.batch_id, r.lease_token, r.estimated_input_tokens, r.counted_input_tokens)
-        for r in rows
+        r.batch_id: Member(
+            r.batch_id,
+            r.lease_token,
+            r.estimated_input_tokens,
+            r.counted_input_tokens,
+            Reservation(s.id, s.run_id, s.day, s.amount_usd) if s is not None else None,
+        )
+        for r, s in rows
     }
 
 

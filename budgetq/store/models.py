@@ -303,3 +303,7 @@ class MessageBatchRequest(Base):
     lease_token: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     estimated_input_tokens: Mapped[int] = mapped_column(Integer)
     counted_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    # What the request reserved against the caps when it was submitted (migration 0008).
+    spend_reservation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("spend_reservations.id", ondelete="SET NULL")
+    )

@@ -14,8 +14,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from budgetq.reaping import ExpiredLease, Verdict
-from budgetq.statuses import BatchStatus, IssueStatus, RunStatus
-from budgetq.store.models import Batch, BatchIssue, Run, RunIssue
+from budgetq.statuses import BatchStatus, RunStatus
+from budgetq.store.batches import fail_pending_issues
+from budgetq.store.models import Batch, Run
 from budgetq.store.runs import TERMINAL, finish_if_done
 
 
@@ -50,16 +51,7 @@ def apply_verdicts(session: Session, verdicts: Sequence[Verdict]) -> None:
             )
         )
         if failed:
-            members = select(BatchIssue.issue_id).where(BatchIssue.batch_id == v.batch_id)
-            session.execute(
-                update(RunIssue)
-                .where(
-                    RunIssue.run_id == v.run_id,
-                    RunIssue.issue_id.in_(members),
-                    RunIssue.status == IssueStatus.PENDING.value,
-                )
-                .values(status=IssueStatus.FAILED.value, reason=v.reason)
-            )
+            fail_pending_issues(session, v.run_id, [v.batch_id], v.reason)
 
 
 def unclaimed_queued(session: Session, older_than_s: float, limit: int = 10_000) -> list[int]:
@@ -96,16 +88,7 @@ def close_orphans(session: Session) -> int:
             .where(Batch.id == r.id, Batch.status == BatchStatus.QUEUED.value)
             .values(status=BatchStatus.FAILED.value, last_error=reason, finished_at=func.now())
         )
-        members = select(BatchIssue.issue_id).where(BatchIssue.batch_id == r.id)
-        session.execute(
-            update(RunIssue)
-            .where(
-                RunIssue.run_id == r.run_id,
-                RunIssue.issue_id.in_(members),
-                RunIssue.status == IssueStatus.PENDING.value,
-            )
-            .values(status=IssueStatus.FAILED.value, reason=reason)
-        )
+        fail_pending_issues(session, r.run_id, [r.id], reason)
     return len(rows)
 
 

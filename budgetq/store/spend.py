@@ -5,7 +5,12 @@ reserved + r <= cap``): PostgreSQL's row lock serialises concurrent reservations
 re-checks the condition against the committed figures, so no interleaving can push spent + reserved
 over a cap. Rows are always locked in the same order (run, then day), so reservations cannot
 deadlock. Each reservation is a row whose status moves once from ``held`` to ``settled``,
-``released`` or ``unknown``: settling twice is impossible, and an unknown one stays counted.
+``released`` or ``unknown``: settling twice is impossible, and an unknown one stays counted. The one
+later move is a Message Batch request's: its result, read after its reservation was given up as
+unknown (its submitter or poller was gone for long), settles or releases it then, once.
+
+``reserve_many`` holds the requests of a Message Batch in one statement per cap, under the same
+row locks (run, then day): as many as fit, in order.
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from budgetq.errors import NotFoundError, SpendCapBusyError, SpendCapExceededError
-from budgetq.spend import CapState, cap_reached_reason, may_fit_later, waiting_reason
+from budgetq.spend import (
+    CapState,
+    cap_reached_reason,
+    fitting_prefix,
+    may_fit_later,
+    refusing,
+    waiting_reason,
+)
 from budgetq.statuses import ReservationStatus
 from budgetq.store.models import DailySpend, Run, SpendReservation
 
@@ -72,6 +84,16 @@ def day_cap(session: Session, day: dt.date, cap: Decimal | None = None) -> CapSt
         return CapState(scope, cap, Decimal(0), Decimal(0))
     held = _held(session, SpendReservation.day == day)
     return CapState(scope, cap if cap is not None else row.cap_usd, row.spent_usd, row.reserved_usd, held)
+
+
+def room(session: Session, run_id: int, daily_cap: Decimal | None) -> Decimal | None:
+    """What the run's and the day's caps leave to reserve now (the smaller); None when neither is set."""
+    left = [
+        state.cap - state.committed
+        for state in (run_cap(session, run_id), day_cap(session, today(session), daily_cap))
+        if state.cap is not None
+    ]
+    return min(left, default=None)
 
 
 def _refuse(state: CapState, amount: Decimal) -> SpendCapExceededError:
@@ -132,27 +154,113 @@ def reserve(
     return Reservation(reservation_id, run_id, day, amount)
 
 
-def _close(session: Session, r: Reservation, status: ReservationStatus, actual: Decimal | None) -> bool:
+def reserve_many(
+    session: Session,
+    run_id: int,
+    requests: Sequence[tuple[int | None, Decimal]],
+    daily_cap: Decimal | None,
+) -> tuple[list[Reservation], SpendCapExceededError | None]:
+    """Hold the amounts of ``requests`` ((batch id, amount), in priority order) against the run's and
+    the day's caps, as many as fit in order; and the refusal of the first that does not fit
+    (SpendCapBusyError or SpendCapExceededError), None when all fit.
+
+    The run's row, then the day's, is locked while the figures are read and written, as ``reserve``'s
+    conditional UPDATEs lock them: concurrent reservations wait, so spent + reserved <= cap holds.
+    """
+    run = session.execute(
+        select(Run.spend_cap_usd, Run.spent_usd, Run.reserved_usd)
+        .where(Run.id == run_id)
+        .with_for_update(key_share=True)
+    ).one_or_none()
+    if run is None:
+        raise NotFoundError(f"no run with id {run_id}")
+    day = today(session)
+    session.execute(pg_insert(DailySpend).values(day=day).on_conflict_do_nothing(index_elements=["day"]))
+    spent_today = session.execute(
+        select(DailySpend.spent_usd, DailySpend.reserved_usd)
+        .where(DailySpend.day == day)
+        .with_for_update(key_share=True)
+    ).one()
+    states = (
+        CapState(
+            f"run {run_id}",
+            run.spend_cap_usd,
+            run.spent_usd,
+            run.reserved_usd,
+            _held(session, SpendReservation.run_id == run_id),
+        ),
+        CapState(
+            f"day {day.isoformat()}",
+            daily_cap,
+            spent_today.spent_usd,
+            spent_today.reserved_usd,
+            _held(session, SpendReservation.day == day),
+        ),
+    )
+    amounts = [amount for _, amount in requests]
+    count = fitting_prefix(states, amounts)
+    total = sum(amounts[:count], Decimal(0))
+    refusal = None
+    if count < len(amounts):
+        refusal = _refuse(refusing(states, total, amounts[count]), amounts[count])
+    if count == 0:
+        return [], refusal
+    session.execute(update(Run).where(Run.id == run_id).values(reserved_usd=Run.reserved_usd + total))
+    session.execute(
+        update(DailySpend)
+        .where(DailySpend.day == day)
+        .values(reserved_usd=DailySpend.reserved_usd + total, cap_usd=daily_cap, updated_at=func.now())
+    )
+    ids = session.scalars(
+        insert(SpendReservation).returning(SpendReservation.id, sort_by_parameter_order=True),
+        [
+            {
+                "run_id": run_id,
+                "batch_id": batch_id,
+                "day": day,
+                "amount_usd": amount,
+                "status": ReservationStatus.HELD.value,
+            }
+            for batch_id, amount in requests[:count]
+        ],
+    ).all()
+    held = [Reservation(i, run_id, day, amount) for i, (_, amount) in zip(ids, requests[:count], strict=True)]
+    return held, refusal
+
+
+def _close(
+    session: Session,
+    r: Reservation,
+    status: ReservationStatus,
+    actual: Decimal | None,
+    *,
+    from_unknown: bool = False,
+) -> bool:
+    open_states = [ReservationStatus.HELD.value]
+    if from_unknown:
+        open_states.append(ReservationStatus.UNKNOWN.value)
     closed = session.scalar(
         update(SpendReservation)
-        .where(SpendReservation.id == r.id, SpendReservation.status == ReservationStatus.HELD.value)
+        .where(SpendReservation.id == r.id, SpendReservation.status.in_(open_states))
         .values(status=status.value, actual_usd=actual, settled_at=func.now())
         .returning(SpendReservation.id)
     )
     return closed is not None
 
 
-def settle(session: Session, r: Reservation, actual: Decimal) -> bool:
-    """Turn the reservation into the actual cost (reserved -= amount, spent += actual); once only."""
-    if not _close(session, r, ReservationStatus.SETTLED, actual):
+def settle(session: Session, r: Reservation, actual: Decimal, *, from_unknown: bool = False) -> bool:
+    """Turn the reservation into the actual cost (reserved -= amount, spent += actual); once only.
+    ``from_unknown``: also one given up as unknown (a Message Batch result read late: now known)."""
+    if not _close(session, r, ReservationStatus.SETTLED, actual, from_unknown=from_unknown):
         return False
     _move(session, r, reserved=-r.amount, spent=actual)
     return True
 
 
-def release(session: Session, r: Reservation) -> bool:
-    """Give the reservation back: nothing was billed (an error reply, or the call was never sent)."""
-    if not _close(session, r, ReservationStatus.RELEASED, Decimal(0)):
+def release(session: Session, r: Reservation, *, from_unknown: bool = False) -> bool:
+    """Give the reservation back: nothing was billed (an error reply, or the call was never sent).
+    ``from_unknown``: also one given up as unknown (a Message Batch result read late: now known)."""
+    if not _close(session, r, ReservationStatus.RELEASED, Decimal(0), from_unknown=from_unknown):
         return False
     _move(session, r, reserved=-r.amount, spent=Decimal(0))
     return True

@@ -7,11 +7,14 @@ from itertools import islice
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from budgetq.queue import make_celery
 from budgetq.scenario import seed_issues
+from budgetq.settings import Settings
 from budgetq.statuses import RunStatus
 from budgetq.store import issues as issue_store
 from budgetq.store import runs as run_store
 from budgetq.store.db import transaction
+from scheduler.planning import PlannedRun, enqueue, plan_run
 
 
 def make_seed_set(sessions: sessionmaker[Session], name: str, n: int | None = None) -> int:
@@ -37,3 +40,13 @@ def wait_for_run(sessions: sessionmaker[Session], run_id: int, timeout_s: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"run {run_id} still running after {timeout_s}s: {progress}")
         time.sleep(0.3)
+
+
+def run_on_workers(
+    sessions: sessionmaker[Session], settings: Settings, set_id: int
+) -> tuple[PlannedRun, run_store.Progress]:
+    """Plan a manual run of the set, send its batches to the worker processes, and wait for it to end."""
+    planned = plan_run(sessions, settings, set_id, kind="manual")
+    assert planned.run_id is not None
+    enqueue(make_celery(settings, settings.redis_url or ""), sessions, planned.batch_ids)
+    return planned, wait_for_run(sessions, planned.run_id)

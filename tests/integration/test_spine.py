@@ -8,11 +8,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.queue import make_celery
 from budgetq.settings import Settings
 from budgetq.store.db import transaction
-from scheduler.planning import enqueue, plan_run
-from tests.integration.pipeline import make_seed_set, wait_for_run
+from scheduler.planning import plan_run
+from tests.integration.pipeline import make_seed_set, run_on_workers
 
 
 def test_a_seed_subset_is_answered_once_per_issue_within_the_guard(
@@ -23,10 +22,7 @@ def test_a_seed_subset_is_answered_once_per_issue_within_the_guard(
     start_worker(concurrency=4)
 
     # When the scheduler plans the set and enqueues its batches
-    planned = plan_run(sessions, test_settings, set_id, kind="manual")
-    assert planned.run_id is not None
-    enqueue(make_celery(test_settings, test_settings.redis_url or ""), sessions, planned.batch_ids)
-    progress = wait_for_run(sessions, planned.run_id)
+    planned, progress = run_on_workers(sessions, test_settings, set_id)
 
     # Then every issue has exactly one result and no call broke the 75% guard
     assert progress.status == "succeeded", progress

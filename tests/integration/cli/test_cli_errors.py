@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -12,48 +11,18 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.cli import main
 from budgetq.store.db import sqlalchemy_url
+from tests.integration.conftest import Budgetq, Outcome
 from tests.integration.pipeline import make_seed_set
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a `budgetq` invocation printed and how it exited."""
-
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def error_lines(self) -> list[str]:
-        """The non-empty lines on stderr (notices such as "using embedded servers" may precede an error)."""
-        return [line for line in self.stderr.splitlines() if line.strip()]
 
 
 @pytest.fixture
 def budgetq(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[object]:
-    """Run `budgetq ARGS` in this process (through ``main``, as the console script does) with ``env``."""
-    for name in ("ANTHROPIC_API_KEY", "BUDGETQ_ANTHROPIC_API_KEY", "BUDGETQ_MODE", "ANTHROPIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+    run_budgetq: Budgetq, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Budgetq:
+    """Run `budgetq ARGS` in this process with ``env``, on an empty data folder and no servers configured."""
     monkeypatch.setenv("BUDGETQ_DATA_DIR", str(tmp_path_factory.mktemp("data")))
-
-    def run(*args: str, **env: str) -> Outcome:
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setattr("sys.argv", ["budgetq", *args])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main()
-        out = capsys.readouterr()
-        code = exited.value.code
-        return Outcome(code if isinstance(code, int) else 1, out.out, out.err)
-
-    yield run
+    return run_budgetq
 
 
 def _one_clear_line(outcome: Outcome, *words: str) -> None:

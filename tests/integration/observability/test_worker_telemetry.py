@@ -13,13 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.queue import make_celery
 from budgetq.settings import Settings
 from budgetq.standin_faults import FaultPlan
 from budgetq.store import issues as issue_store
 from budgetq.store.db import transaction
-from scheduler.planning import enqueue, plan_run
-from tests.integration.pipeline import wait_for_run
+from tests.integration.pipeline import run_on_workers
 
 API_KEY = "sk-ant-test-" + uuid.uuid4().hex
 SECRET_TEXT = "customer-ledger-" + uuid.uuid4().hex
@@ -68,10 +66,7 @@ def test_a_workers_metrics_and_logs_account_for_every_attempt_without_keys_or_is
         )
 
     # When a run of those issues is processed
-    planned = plan_run(sessions, test_settings, set_id, kind="manual")
-    assert planned.run_id is not None
-    enqueue(make_celery(test_settings, test_settings.redis_url or ""), sessions, planned.batch_ids)
-    progress = wait_for_run(sessions, planned.run_id)
+    planned, progress = run_on_workers(sessions, test_settings, set_id)
     assert progress.status == "succeeded", progress
     with transaction(sessions) as session:
         calls = session.execute(

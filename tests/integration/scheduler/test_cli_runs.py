@@ -4,73 +4,41 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
-from budgetq.cli import main
+from budgetq.cli import app
+from budgetq.queue import PROCESS_BATCH, SUBMIT_MESSAGE_BATCHES
 from budgetq.store.db import transaction
 from budgetq.store.models import Batch, Issue, IssueSet, Run
+from tests.integration.conftest import Budgetq
 
 GOOD = "external_id,priority,text\n" + "".join(
     f"c-{i},{(15, 10, 5, 1)[i % 4]},table t{i} has {i} null keys after the nightly load\n" for i in range(60)
 )
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one `budgetq` invocation printed and how it exited."""
-
-    code: int
-    stdout: str
-    stderr: str
-
-    def one_error_line(self, *words: str) -> str:
-        """The single `error:` line, last on stderr, holding ``words``; fails the test otherwise."""
-        lines = [line for line in self.stderr.splitlines() if line.strip()]
-        errors = [line for line in lines if line.startswith("error: ")]
-        assert self.code != 0 and len(errors) == 1 and errors[0] == lines[-1], self
-        assert "Traceback" not in self.stderr
-        assert all(word in errors[0] for word in words), errors[0]
-        return errors[0]
-
-
-Budgetq = Callable[..., Outcome]
-
-
 @pytest.fixture
 def budgetq(
+    run_budgetq: Budgetq,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
     database_url: str,
     broker_url: str,
     tmp_path: Path,
-) -> Iterator[Budgetq]:
-    """Run `budgetq ARGS` in this process through ``main`` (as the console script does), on test servers."""
-    for name in ("ANTHROPIC_API_KEY", "BUDGETQ_ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
+) -> Budgetq:
+    """Run `budgetq ARGS` in this process with ``env``, on the test servers in stand-in mode."""
     monkeypatch.setenv("BUDGETQ_DATABASE_URL", database_url)
     monkeypatch.setenv("BUDGETQ_REDIS_URL", broker_url)
     monkeypatch.setenv("BUDGETQ_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("BUDGETQ_MODE", "standin")
-
-    def run(*args: str, **env: str) -> Outcome:
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.setattr("sys.argv", ["budgetq", *args])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main()
-        out = capsys.readouterr()
-        code = exited.value.code
-        return Outcome(code if isinstance(code, int) else 1, out.out, out.err)
-
-    yield run
+    return run_budgetq
 
 
 @pytest.fixture
@@ -209,3 +177,73 @@ def test_run_exits_1_when_the_run_ends_with_failures(
     # Then the run ends failed, and the command says so and exits 1
     assert outcome.code == 1, outcome
     assert "failed 60" in outcome.stdout and " failed:" in outcome.stdout
+
+
+def _invoke(*args: str) -> Any:
+    """`budgetq ARGS` through typer's CliRunner, in the environment the ``budgetq`` fixture set up."""
+    from budgetq.cli import runs  # noqa: F401 - importing the module registers its commands
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _queued_tasks(broker_url: str) -> list[str]:
+    """The task names of the messages waiting in the broker's llm queue."""
+    client = redis.Redis.from_url(broker_url.replace("redis+socket://", "unix://"))
+    return [json.loads(m)["headers"]["task"] for m in client.lrange("llm", 0, -1)]
+
+
+def test_plan_prices_a_batch_api_run_at_the_batch_rate(budgetq: Budgetq, loaded_set: str) -> None:
+    # When the set is planned as it is (its default mode), in sync mode and in batch-api mode
+    default, sync, batch = (
+        _invoke("plan", loaded_set, "--dry-run", "--json", *mode)
+        for mode in ((), ("--api-mode", "sync"), ("--api-mode", "batch-api"))
+    )
+
+    # Then each says its mode, and the batch-api plan costs about half (the batch rate, with a 1-hour
+    # cache write for the first request)
+    assert (default.exit_code, sync.exit_code, batch.exit_code) == (0, 0, 0), (sync.output, batch.output)
+    plans = [json.loads(r.stdout) for r in (default, sync, batch)]
+    assert [p["api_mode"] for p in plans] == ["sync", "sync", "batch-api"]
+    assert plans[0] == plans[1]
+    ratio = Decimal(plans[2]["estimated_cost_usd"]) / Decimal(plans[1]["estimated_cost_usd"])
+    assert Decimal("0.45") < ratio < Decimal("0.55"), plans
+    words = _invoke("plan", loaded_set, "--dry-run", "--api-mode", "batch-api")
+    assert "(batch-api: the Message Batches rate;" in words.stdout
+    # And a mode that does not exist is a usage error naming the choices
+    wrong = _invoke("plan", loaded_set, "--api-mode", "batches")
+    assert wrong.exit_code == 2 and "sync" in wrong.output and "batch-api" in wrong.output
+
+
+def test_run_and_reprocess_take_the_api_mode_given_over_the_set_s(
+    budgetq: Budgetq, loaded_set: str, sessions: sessionmaker[Session], broker_url: str
+) -> None:
+    # Given a set whose own mode is sync
+    with transaction(sessions) as session:
+        issue_set = session.scalars(select(IssueSet).where(IssueSet.name == loaded_set)).one()
+        issue_set.api_mode = "sync"
+
+    # When it is run in batch-api mode without waiting
+    outcome = _invoke("run", loaded_set, "--no-wait", "--api-mode", "batch-api")
+
+    # Then the run and its batches are batch-api, and one submit task for the run went to the workers
+    assert outcome.exit_code == 0, outcome.output
+    assert "(batch-api): 60 issues in 1 batches" in outcome.stdout
+    with transaction(sessions) as session:
+        run = session.scalars(select(Run).join(IssueSet).where(IssueSet.name == loaded_set)).one()
+        modes = session.scalars(select(Batch.api_mode).where(Batch.run_id == run.id)).all()
+    assert run.api_mode == "batch-api" and modes == ["batch-api"]
+    assert _queued_tasks(broker_url) == [SUBMIT_MESSAGE_BATCHES]
+
+    # When the set is given batch-api as its own mode and reprocessed in sync mode
+    with transaction(sessions) as session:
+        session.scalars(select(IssueSet).where(IssueSet.name == loaded_set)).one().api_mode = "batch-api"
+    again = _invoke("reprocess", loaded_set, "--priority", "15", "--no-wait", "--api-mode", "sync")
+
+    # Then the new run is sync, its batch sent to the batch task
+    assert again.exit_code == 0, again.output
+    with transaction(sessions) as session:
+        latest = session.scalars(
+            select(Run).join(IssueSet).where(IssueSet.name == loaded_set).order_by(Run.id.desc()).limit(1)
+        ).one()
+    assert (latest.kind, latest.api_mode) == ("reprocess", "sync")
+    assert sorted(_queued_tasks(broker_url)) == sorted([PROCESS_BATCH, SUBMIT_MESSAGE_BATCHES])

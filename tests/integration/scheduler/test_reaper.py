@@ -60,6 +60,15 @@ def expire(sessions: sessionmaker[Session], batch_id: int, failures: int = 0) ->
         )
 
 
+def sent_minutes_ago(sessions: sessionmaker[Session], run_id: int, minutes: int) -> None:
+    """Note every batch of the run as sent ``minutes`` ago."""
+    with transaction(sessions) as session:
+        session.execute(
+            text("UPDATE batches SET enqueued_at = now() - make_interval(mins => :m) WHERE run_id = :r"),
+            {"m": minutes, "r": run_id},
+        )
+
+
 def sent_ids(broker: redis.Redis) -> list[int]:
     """Batch ids of the task messages waiting in the llm queue, in the order workers will get them."""
     import base64
@@ -139,11 +148,7 @@ def test_queued_batches_whose_messages_were_lost_are_sent_again_in_priority_orde
 ) -> None:
     # Given a run whose batches were sent a while ago, and a broker that lost everything
     run_id, batch_ids = planned_run(sessions, test_settings)
-    with transaction(sessions) as session:
-        session.execute(
-            text("UPDATE batches SET enqueued_at = now() - interval '5 minutes' WHERE run_id = :r"),
-            {"r": run_id},
-        )
+    sent_minutes_ago(sessions, run_id, 5)
     broker.flushall()
     assert broker_backlog(app) == 0
 
@@ -162,11 +167,7 @@ def test_queued_batches_behind_a_backlog_are_left_alone(
 ) -> None:
     # Given a run whose batches were sent 5 minutes ago and are still waiting in the broker
     run_id, batch_ids = planned_run(sessions, test_settings)
-    with transaction(sessions) as session:
-        session.execute(
-            text("UPDATE batches SET enqueued_at = now() - interval '5 minutes' WHERE run_id = :r"),
-            {"r": run_id},
-        )
+    sent_minutes_ago(sessions, run_id, 5)
     for batch_id in batch_ids:
         app.send_task("budgetq.process_batch", args=[batch_id])
 

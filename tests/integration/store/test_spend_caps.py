@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from decimal import Decimal
@@ -171,3 +172,90 @@ def test_the_daily_cap_refuses_and_leaves_the_run_untouched(sessions: sessionmak
     with transaction(sessions) as session:
         assert spend_store.run_cap(session, run_id).reserved == RESERVATION
         assert spend_store.day_cap(session, day, daily_cap).committed == daily_cap
+
+
+def test_a_message_batch_s_requests_are_reserved_in_order_as_far_as_the_caps_go(
+    sessions: sessionmaker[Session],
+) -> None:
+    # Given a run with a cap of 1
+    run_id = new_run(sessions, Decimal("1"))
+
+    # When five requests of a Message Batch reserve together, the last one cheap
+    amounts = [Decimal("0.300000")] * 4 + [Decimal("0.050000")]
+    with transaction(sessions) as session:
+        held, refusal = spend_store.reserve_many(session, run_id, [(None, a) for a in amounts], None)
+
+    # Then the first three are held, and the fourth is told to wait for them (the fifth, behind it, too)
+    assert [r.amount for r in held] == [Decimal("0.3")] * 3
+    assert isinstance(refusal, SpendCapBusyError)
+    assert str(refusal).startswith(
+        f"waiting for spend cap room (run {run_id}): spent 0.000000 + reserved 0.900000 + needed 0.300000 "
+        "> cap 1.000000, of which 0.900000 is held by calls in flight"
+    )
+    with transaction(sessions) as session:
+        state = spend_store.run_cap(session, run_id)
+        rows = session.scalars(
+            select(SpendReservation.id).where(
+                SpendReservation.run_id == run_id, SpendReservation.status == "held"
+            )
+        ).all()
+    assert (state.reserved, state.held) == (Decimal("0.9"), Decimal("0.9"))
+    assert sorted(rows) == sorted(r.id for r in held)
+
+    # When they settle (about 0.8 spent in all), and the rest reserve again with nothing in flight
+    with transaction(sessions) as session:
+        for reservation in held:
+            spend_store.settle(session, reservation, Decimal("0.266666"))
+        again, refusal = spend_store.reserve_many(session, run_id, [(None, Decimal("0.300000"))], None)
+
+    # Then the cap is reached for good, with the figures
+    assert again == [] and refusal is not None and not isinstance(refusal, SpendCapBusyError)
+    assert str(refusal).startswith(f"spend cap reached (run {run_id}): ")
+    assert "+ needed 0.300000 > cap 1.000000" in str(refusal)
+
+
+def test_the_daily_cap_limits_a_message_batch_s_reservations_too(sessions: sessionmaker[Session]) -> None:
+    # Given a run without a cap and a daily cap leaving room for one request of 0.3 today
+    run_id = new_run(sessions, None)
+    with transaction(sessions) as session:
+        daily_cap = spend_store.day_cap(session, spend_store.today(session)).committed + Decimal("0.5")
+
+    # When two requests reserve together
+    with transaction(sessions) as session:
+        held, refusal = spend_store.reserve_many(
+            session, run_id, [(None, Decimal("0.3")), (None, Decimal("0.3"))], daily_cap
+        )
+
+    # Then one is held, and the day's cap refused the other
+    assert len(held) == 1
+    assert refusal is not None and re.search(r"\(day \d{4}-\d{2}-\d{2}\)", str(refusal))
+    with transaction(sessions) as session:
+        assert spend_store.run_cap(session, run_id).reserved == Decimal("0.3")
+
+
+def test_concurrent_message_batch_reservations_never_pass_the_cap(database_url: str) -> None:
+    # Given a run whose cap holds exactly 10 reservations, and 16 submitters of 3 requests each
+    engine = make_engine(database_url, pool_size=18)
+    sessions = make_sessions(engine)
+    run_id = new_run(sessions, RESERVATION * 10)
+    start = threading.Barrier(16)
+    admitted: list[int] = []
+
+    def submit() -> None:
+        start.wait()
+        with transaction(sessions) as session:
+            held, _ = spend_store.reserve_many(session, run_id, [(None, RESERVATION)] * 3, None)
+        admitted.append(len(held))
+
+    # When they all reserve at once
+    threads = [threading.Thread(target=submit) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.dispose()
+
+    # Then exactly 10 requests were admitted in all, and the run holds exactly its cap
+    assert sum(admitted) == 10 and len(admitted) == 16
+    with transaction(make_sessions(make_engine(database_url))) as session:
+        assert spend_store.run_cap(session, run_id).reserved == RESERVATION * 10

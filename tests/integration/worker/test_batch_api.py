@@ -73,19 +73,27 @@ def _summary(sessions: sessionmaker[Session], run_id: int) -> dict[str, object]:
     return {**counts, "message_batches": snapshot["message_batches"], "batches": snapshot["batches"][:10]}
 
 
+_UNSENT = """
+SELECT count(*) FROM batches b
+WHERE b.run_id = :run AND b.status IN ('queued', 'running') AND NOT EXISTS (
+    SELECT 1 FROM message_batch_requests r JOIN message_batches m ON m.id = r.message_batch_id
+    WHERE r.batch_id = b.id AND m.status = 'in_progress'
+)
+"""
+
+
 def _wait_submitted(sessions: sessionmaker[Session], run_id: int, timeout_s: float = 30) -> int:
     """Wait until every batch of the run is in a confirmed Message Batch; how many Message Batches."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with transaction(sessions) as session:
-            waiting = session.scalar(
-                text("SELECT count(*) FROM batches WHERE run_id = :run AND status = 'queued'"),
-                {"run": run_id},
-            )
+            # A batch still queued, or claimed by the submitter but not yet in a Message Batch the API
+            # confirmed (the submitter creates its Message Batches one after another).
+            unsent = session.scalar(text(_UNSENT), {"run": run_id})
             states = session.scalars(
                 text("SELECT status FROM message_batches WHERE run_id = :run"), {"run": run_id}
             ).all()
-        if states and not waiting and all(s == "in_progress" for s in states):
+        if states and not unsent and all(s == "in_progress" for s in states):
             return len(states)
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} not submitted after {timeout_s}s: {_summary(sessions, run_id)}")
@@ -346,3 +354,71 @@ def test_the_batch_api_path_keeps_the_same_guard_as_synchronous_calls(
         "AND last_error LIKE 'counted input %exceeds the guard%'", run_id,
     )  # fmt: skip
     assert splits[0][0] > 0
+
+
+def _spend_rows(sessions: sessionmaker[Session], run_id: int) -> dict[str, list[tuple[Any, ...]]]:
+    """The run's spend figures and reservations, in a stable order."""
+    return {
+        "run": _rows(sessions, "SELECT spent_usd, reserved_usd FROM runs WHERE id = :run", run_id),
+        "reservations": _rows(sessions, "SELECT id, batch_id, amount_usd, actual_usd, status "
+                              "FROM spend_reservations WHERE run_id = :run ORDER BY id", run_id),
+    }  # fmt: skip
+
+
+def test_a_worker_killed_between_submit_and_ingest_leaves_its_reservations_to_be_settled_once(
+    sessions: sessionmaker[Session],
+    test_settings: Settings,
+    start_worker: Callable[..., Any],
+    standin: Any,
+) -> None:
+    # Given a capped batch-api run of 60 issues in batches of 10, Message Batches that take 2 s, and a
+    # worker killed once they are submitted (their requests' spend reserved, no result ingested)
+    set_id = make_seed_set(sessions, f"kill-cap-{uuid.uuid4().hex[:8]}", 60)
+    standin.batches.set_behaviour(BatchBehaviour(processing_delay_s=2.0))
+    settings = test_settings.model_copy(update={"max_issues_per_call": 10})
+    worker = start_worker(concurrency=2)
+    planned = plan_run(
+        sessions, settings, set_id, kind="manual", api_mode="batch-api", spend_cap_usd=Decimal("50")
+    )
+    assert planned.run_id is not None
+    run_id = planned.run_id
+    app = _app(settings)
+    enqueue(app, sessions, planned.batch_ids)
+    _wait_submitted(sessions, run_id)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    held = _spend_rows(sessions, run_id)
+    assert [r[4] for r in held["reservations"]] == ["held"] * len(planned.batch_ids)
+    assert held["run"] == [(0, sum(r[2] for r in held["reservations"]))]
+
+    # When another worker polls
+    start_worker(concurrency=2)
+    assert _drive(app, sessions, run_id) == "succeeded"
+
+    # Then each reservation settled once, to the cost of its request's result, and nothing is held
+    settled = _rows(
+        sessions,
+        "SELECT s.status, s.actual_usd = c.cost_usd FROM spend_reservations s JOIN message_batch_requests q "
+        "ON q.spend_reservation_id = s.id JOIN message_batches m ON m.id = q.message_batch_id "
+        "JOIN llm_calls c ON c.message_batch_id = m.api_id AND c.batch_id = q.batch_id WHERE s.run_id = :run",
+        run_id,
+    )
+    assert settled == [("settled", True)] * len(planned.batch_ids)
+    (billed,) = _rows(sessions, "SELECT sum(cost_usd) FROM llm_calls WHERE run_id = :run", run_id)
+    spend = _spend_rows(sessions, run_id)
+    assert spend["run"] == [(billed[0], 0)]
+
+    # When the results are ingested again
+    with transaction(sessions) as session:
+        session.execute(
+            text("UPDATE message_batches SET status = 'in_progress' WHERE run_id = :run"), {"run": run_id}
+        )
+    app.send_task(POLL_MESSAGE_BATCHES)
+    deadline = time.monotonic() + 30
+    while _rows(sessions, "SELECT count(*) FROM message_batches WHERE run_id = :run AND status <> 'ingested'",
+                run_id) != [(0,)]:  # fmt: skip
+        assert time.monotonic() < deadline, _snapshot(sessions, run_id)
+        time.sleep(0.2)
+
+    # Then no reservation moved and nothing more was spent
+    assert _spend_rows(sessions, run_id) == spend
