@@ -22,23 +22,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from budgetq.answers import PromptIssue
-from budgetq.budget import guard_limit, needs_exact_count
 from budgetq.errors import ConfigurationError, LLMCallError, NonRetryableCallError, SpendCapExceededError
-from budgetq.llm import CallRequest
 from budgetq.llm_batches import BATCH_CACHE_TTL
 from budgetq.message_batches import BatchRequest, body_bytes, group, request_for
-from budgetq.prompt import build_prompt
 from budgetq.store import api_modes
 from budgetq.store import batches as store
 from budgetq.store import message_batches as mb
 from budgetq.store import spend as spend_store
-from budgetq.store.calibration import observed_ratios
 from budgetq.store.db import transaction
 from budgetq.store.runs import finish_if_done
-from budgetq.tokens import checked_calibration
 from worker.batch_context import BatchApiContext, give_back
 from worker.batch_spend import close_reservations, hold_back, worst_case, worth_claiming
+from worker.guarding import calibration_for, guard
 
 log = logging.getLogger("budgetq.worker.batch_api")
 
@@ -140,48 +135,19 @@ class Submitter:
         """The claims that pass the window guard, as requests; the others are halved (or fail). The
         guard is the synchronous path's: the estimate at the calibration provenance backs, and the exact
         count when that is close to the limit or not yet confirmed. A failed count raises LLMCallError."""
-        s = self.settings
         for claim in claims:
-            issues = [PromptIssue(i.issue_id, i.priority, i.text) for i in claim.issues]
-            prompt = build_prompt(issues, claim.calibration)  # provenance keeps the run's estimate
-            estimated = prompt.estimated_input_tokens
-            with transaction(self.api.context.sessions) as session:
-                ratios = observed_ratios(session, claim.model)
-            calibration = checked_calibration(
-                ratios, claim.calibration, s.calibration_quantile, s.calibration_min_samples
-            )
-            guarded = (
-                estimated
-                if calibration.factor == claim.calibration
-                else build_prompt(issues, calibration.factor).estimated_input_tokens
-            )
-            limit = guard_limit(claim.context_window, claim.safe_utilization)
-            request = CallRequest(
-                model=claim.model,
-                system=prompt.system,
-                user=prompt.user,
-                max_tokens=claim.max_tokens,
-                estimated_input_tokens=estimated,
-                tools=(prompt.tool,),
-                tool_choice=prompt.tool_choice,
-                cache_ttl=BATCH_CACHE_TTL,
-            )
+            calibration = calibration_for(self.api.context.sessions, self.settings, claim)
+            g = guard(claim, calibration, self.settings.count_tokens_margin, BATCH_CACHE_TTL)
             counted: int | None = None
-            margin = s.count_tokens_margin
-            if needs_exact_count(guarded, claim.max_tokens, limit, margin, confirmed=calibration.confirmed):
-                counted = self.api.context.client(claim.mode, claim.model).count_tokens(request)
-            decided = guarded if counted is None else counted
-            if decided + claim.max_tokens > limit:
-                word = "estimated" if counted is None else "counted"
-                reason = (
-                    f"{word} input {decided} + max_tokens {claim.max_tokens} exceeds the guard of {limit}"
-                )
-                self.api.split_apart(claim, reason)
+            if g.needs_count:
+                counted = self.api.context.client(claim.mode, claim.model).count_tokens(g.request)
+            refusal = g.refusal(counted)
+            if refusal is not None:
+                self.api.split_apart(claim, refusal)
                 continue
-            # The reservation covers the most input the request can bill: the exact count when known.
-            most_input = counted if counted is not None else max(estimated, guarded)
-            reserve = worst_case(claim.model, most_input, claim.max_tokens)
-            yield _Admitted(claim, request_for(claim.batch_id, request.params()), estimated, counted, reserve)
+            reserve = worst_case(claim.model, g.most_input(counted), claim.max_tokens)
+            request = request_for(claim.batch_id, g.request.params())
+            yield _Admitted(claim, request, g.estimated, counted, reserve)
 
     def _create(self, run_id: int, admitted: Sequence[_Admitted]) -> _Created:
         """Reserve the spend of as many requests as the caps take, in order, and create one Message

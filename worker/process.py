@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.answers import PromptIssue
-from budgetq.budget import guard_limit, needs_exact_count
 from budgetq.errors import (
     CassetteMissingError,
     LeaseLostError,
@@ -31,21 +29,19 @@ from budgetq.errors import (
     SpendCapExceededError,
     SpendLimitReachedError,
 )
-from budgetq.llm import Attempt, BudgetAwareLLMClient, CallRequest, LLMCallResult, ReplayMode
+from budgetq.llm import Attempt, BudgetAwareLLMClient, LLMCallResult, ReplayMode
 from budgetq.metrics import observe_lease_expiry
-from budgetq.prompt import build_prompt
 from budgetq.queue import PROCESS_BATCH
 from budgetq.ratelimit import RedisRateLimiter
 from budgetq.settings import Settings
 from budgetq.store import batches as store
 from budgetq.store import recovery
-from budgetq.store.calibration import observed_ratios
 from budgetq.store.db import ProcessSessions, transaction
 from budgetq.store.reaping import mark_sent
 from budgetq.store.runs import finish_if_done
-from budgetq.tokens import Calibration, checked_calibration
 from worker import durable, settle
 from worker.gates import AttemptGates, SpendGate
+from worker.guarding import calibration_for, guard
 from worker.telemetry import observe_attempt
 
 log = logging.getLogger("budgetq.worker")
@@ -152,33 +148,13 @@ class Context:
             stop.set()
 
     def _process(self, claim: store.Claim) -> str:
-        issues = [PromptIssue(i.issue_id, i.priority, i.text) for i in claim.issues]
-        # Provenance keeps the estimate at the run's calibration, so billed ÷ estimate measures that
-        # calibration; the guard decides on the estimate at the calibration provenance backs.
-        prompt = build_prompt(issues, claim.calibration)
-        estimated = prompt.estimated_input_tokens
-        calibration = self._calibration(claim)
-        guarded = (
-            estimated
-            if calibration.factor == claim.calibration
-            else build_prompt(issues, calibration.factor).estimated_input_tokens
-        )
-        limit = guard_limit(claim.context_window, claim.safe_utilization)
+        calibration = calibration_for(self.sessions, self.settings, claim)
+        g = guard(claim, calibration, self.settings.count_tokens_margin)
+        estimated, request = g.estimated, g.request
         client = self.client(claim.mode, claim.model)
-        request = CallRequest(
-            model=claim.model,
-            system=prompt.system,
-            user=prompt.user,
-            max_tokens=claim.max_tokens,
-            estimated_input_tokens=estimated,
-            tools=(prompt.tool,),
-            tool_choice=prompt.tool_choice,
-        )
         counted: int | None = None
-        margin = self.settings.count_tokens_margin
-        if needs_exact_count(guarded, claim.max_tokens, limit, margin, confirmed=calibration.confirmed):
-            # Close to the guard, or before provenance confirms the calibration, an estimate is not
-            # good enough: ask the API for the exact count (free, and rate-limited apart from calls).
+        if g.needs_count:
+            # The exact count is free, and rate-limited apart from calls.
             try:
                 counted = client.count_tokens(request)
             except CassetteMissingError:
@@ -186,25 +162,16 @@ class Context:
                 counted = None
             except LLMCallError as exc:
                 return self._call_failed(claim, exc)
-        if counted is not None and counted + claim.max_tokens > limit:
-            return self._split_or_fail(
-                claim,
-                f"counted input {counted} + max_tokens {claim.max_tokens} exceeds the guard of {limit}",
-            )
-        if counted is None and guarded + claim.max_tokens > limit:
-            return self._split_or_fail(
-                claim,
-                f"estimated input {guarded} + max_tokens {claim.max_tokens} exceeds the guard of {limit}",
-            )
+        refusal = g.refusal(counted)
+        if refusal is not None:
+            return self._split_or_fail(claim, refusal)
 
         def record(attempt: Attempt) -> None:
             self._record(claim, attempt, estimated, counted)
             observe_attempt(claim, attempt, estimated_input=estimated, counted_input=counted)
 
-        # The spend reservation covers the most input the call can bill: the exact count when known.
-        most_input = counted if counted is not None else max(estimated, guarded)
         try:
-            with self.spend_gate(claim.model).call(claim.run_id, claim.batch_id, most_input):
+            with self.spend_gate(claim.model).call(claim.run_id, claim.batch_id, g.most_input(counted)):
                 result = client.send(request, on_attempt=record)
         except SpendCapBusyError as exc:
             return self._wait_for_cap(claim, str(exc))
@@ -247,15 +214,6 @@ class Context:
         except Exception:  # noqa: BLE001 - the batch row is queued; the reaper resends it
             log.warning("batch %s: could not be sent again now; the reaper will", claim.batch_id)
         return "not-sent"
-
-    def _calibration(self, claim: store.Claim) -> Calibration:
-        """The run's calibration checked against the model's recent provenance."""
-        with transaction(self.sessions) as session:
-            ratios = observed_ratios(session, claim.model)
-        s = self.settings
-        return checked_calibration(
-            ratios, claim.calibration, s.calibration_quantile, s.calibration_min_samples
-        )
 
     def _call_failed(self, claim: store.Claim, exc: LLMCallError) -> str:
         """What a failed call means for the batch: stop the run, split, queue again later, or fail."""
