@@ -6,10 +6,28 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.standin import StandIn, StandInConfig
-from budgetq.store.db import make_engine, make_sessions
+from budgetq.statuses import MessageBatchStatus
+from budgetq.store.db import make_engine, make_sessions, transaction
+from budgetq.store.models import MessageBatch
+
+_LIVE = (MessageBatchStatus.SUBMITTING, MessageBatchStatus.IN_PROGRESS, MessageBatchStatus.INGESTING)
+
+
+@pytest.fixture(autouse=True)
+def no_message_batches_of_earlier_tests(sessions: sessionmaker[Session]) -> None:
+    """Each test has its own stand-in but shares the database, and the poll task takes every live
+    Message Batch in it: one an earlier test left live would be resubmitted to this test's stand-in
+    (seen in CI: its call warmed the prompt cache a cost test measured). They are closed first."""
+    with transaction(sessions) as session:
+        session.execute(
+            update(MessageBatch)
+            .where(MessageBatch.status.in_([s.value for s in _LIVE]))
+            .values(status=MessageBatchStatus.ABANDONED.value)
+        )
 
 
 @dataclass(frozen=True)
