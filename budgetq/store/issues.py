@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session
 
 from budgetq.errors import NotFoundError
@@ -76,13 +76,8 @@ def insert_issues(session: Session, set_id: int, issues: Iterable[NewIssue]) -> 
 
 def count_stale(session: Session, set_id: int, encoding: str, version: str) -> int:
     """How many of the set's issues have no token count, or one from another encoding or version."""
-    stmt = (
-        select(func.count())
-        .select_from(Issue)
-        .outerjoin(IssueTokens, IssueTokens.issue_id == Issue.id)
-        .where(Issue.set_id == set_id, _stale(encoding, version))
-    )
-    return session.scalar(stmt) or 0
+    stale = _stale_issues(set_id, encoding, version).subquery()
+    return session.scalar(select(func.count()).select_from(stale)) or 0
 
 
 def stale_texts(
@@ -90,16 +85,15 @@ def stale_texts(
 ) -> Iterator[list[tuple[int, str]]]:
     """(id, text) of the issues ``count_stale`` counts, ``chunk`` rows at a time from a server-side cursor."""
     # The driver's own named cursor: SQLAlchemy's row objects cost more than the fetch itself here.
-    driver = session.connection().connection.driver_connection
+    connection = session.connection()
+    driver = connection.connection.driver_connection
     assert driver is not None
+    query = _stale_issues(set_id, encoding, version).compile(
+        dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+    )
     with driver.cursor(name="budgetq_stale_texts") as cursor:
         cursor.itersize = chunk
-        cursor.execute(
-            "SELECT i.id, i.text FROM issues i LEFT JOIN issue_tokens t ON t.issue_id = i.id "
-            "WHERE i.set_id = %s AND (t.issue_id IS NULL "
-            "OR t.token_encoding <> %s OR t.calibration_version <> %s)",
-            (set_id, encoding, version),
-        )
+        cursor.execute(str(query))
         while rows := cursor.fetchmany(chunk):
             yield rows
 
@@ -131,11 +125,17 @@ def count_writer(
     yield write
 
 
-def _stale(encoding: str, version: str) -> ColumnElement[bool]:
-    return (
+def _stale_issues(set_id: int, encoding: str, version: str) -> Select[int, str]:
+    """(id, text) of the set's issues with no count, or one from another encoding or version."""
+    stale = (
         IssueTokens.issue_id.is_(None)
         | (IssueTokens.token_encoding != encoding)
         | (IssueTokens.calibration_version != version)
+    )
+    return (
+        select(Issue.id, Issue.text)
+        .outerjoin(IssueTokens, IssueTokens.issue_id == Issue.id)
+        .where(Issue.set_id == set_id, stale)
     )
 
 

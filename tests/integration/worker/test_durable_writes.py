@@ -98,8 +98,9 @@ def test_a_write_whose_commit_went_unanswered_is_not_written_again(
 def test_past_the_write_window_the_answer_is_dropped_and_the_batch_waits_for_its_lease(
     sessions: sessionmaker[Session], test_settings: Settings
 ) -> None:
-    # Given a write window of half a second, and a database that drops every try to write the answer
-    settings = test_settings.model_copy(update={"result_write_retry_s": 0.5})
+    # Given a write window of two seconds, and a database that drops every try to write the answer
+    # (half a second failed once in a full-suite run on a busy machine: too tight for the try count)
+    settings = test_settings.model_copy(update={"result_write_retry_s": 2.0})
     set_id = make_set(sessions, TEXTS)
 
     # When the batch is processed
@@ -108,7 +109,7 @@ def test_past_the_write_window_the_answer_is_dropped_and_the_batch_waits_for_its
 
     # Then the worker gave up after a few tries: nothing written, and the batch still holds its lease
     # (the reaper queues it again once the lease expires)
-    assert 2 <= len(broken) <= 10
+    assert 2 <= len(broken) <= 20
     assert outcomes == {"unrecorded": 1}
     assert planned.run_id is not None
     assert _calls(sessions, planned.run_id) == []
