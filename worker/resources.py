@@ -17,6 +17,15 @@ from contextlib import contextmanager
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
+from budgetq.adapters.llm.client import Attempt, BudgetAwareLLMClient, LLMCallResult, ReplayMode
+from budgetq.adapters.observability.metrics import observe_lease_expiry
+from budgetq.adapters.queue.celery_app import PROCESS_BATCH
+from budgetq.adapters.ratelimit.limiter import RedisRateLimiter
+from budgetq.adapters.store import batches as store
+from budgetq.adapters.store import recovery
+from budgetq.adapters.store.engine import ProcessSessions, transaction
+from budgetq.adapters.store.reaper import mark_sent
+from budgetq.adapters.store.runs import finish_if_done
 from budgetq.errors import (
     CassetteMissingError,
     LeaseLostError,
@@ -29,16 +38,7 @@ from budgetq.errors import (
     SpendCapExceededError,
     SpendLimitReachedError,
 )
-from budgetq.llm import Attempt, BudgetAwareLLMClient, LLMCallResult, ReplayMode
-from budgetq.metrics import observe_lease_expiry
-from budgetq.queue import PROCESS_BATCH
-from budgetq.ratelimit import RedisRateLimiter
 from budgetq.settings import Settings
-from budgetq.store import batches as store
-from budgetq.store import recovery
-from budgetq.store.db import ProcessSessions, transaction
-from budgetq.store.reaping import mark_sent
-from budgetq.store.runs import finish_if_done
 from worker import durable, settle
 from worker.gates import AttemptGates, SpendGate
 from worker.guarding import calibration_for, guard
