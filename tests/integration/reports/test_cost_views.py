@@ -19,14 +19,14 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from budgetq import processes
+from budgetq.adapters.processes import local_workers as processes
+from budgetq.adapters.queue.celery_app import make_celery
+from budgetq.adapters.store.engine import make_engine, make_sessions, transaction
 from budgetq.cli import app
-from budgetq.queue import make_celery
+from budgetq.devtools.standin.faults import FaultPlan
+from budgetq.devtools.standin.server import StandIn, StandInConfig
+from budgetq.services.planning import enqueue, plan_run
 from budgetq.settings import Settings
-from budgetq.standin import StandIn, StandInConfig
-from budgetq.standin_faults import FaultPlan
-from budgetq.store.db import make_engine, make_sessions, transaction
-from scheduler.planning import enqueue, plan_run
 from tests.integration.pipeline import make_seed_set, wait_for_run
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -180,10 +180,10 @@ def _same(a: object, b: object) -> bool:
 
 
 def readme_cost_queries() -> list[tuple[list[str], str]]:
-    """The SQL blocks of the README's "Cost reporting" section, each with the `budgetq` command its
-    first line names (``-- budgetq report ...``), if any."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Cost reporting", 1)[1].split("\n## ", 1)[0]
+    """The SQL blocks of the "Example queries" section of docs/cost-reporting.md, each with the
+    `budgetq` command its first line names (``-- budgetq report ...``), if any."""
+    readme = (ROOT / "docs" / "cost-reporting.md").read_text()
+    section = readme.split("## Example queries", 1)[1].split("\n## ", 1)[0]
     out = []
     for block in re.findall(r"```sql\n(.*?)```", section, flags=re.S):
         first = block.splitlines()[0]
@@ -215,7 +215,7 @@ def test_budgetq_report_prints_the_numbers_of_the_views(
 def test_the_readme_cost_queries_run_and_return_what_budgetq_report_prints(
     finished_run: FinishedRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a finished run, and the README's cost queries
+    # Given a finished run, and the documented cost queries
     monkeypatch.setenv("BUDGETQ_DATABASE_URL", finished_run.url)
     queries = readme_cost_queries()
     assert len(queries) >= 6 and sum(1 for command, _ in queries if command) >= 4
@@ -242,7 +242,7 @@ def test_the_readme_cost_queries_run_and_return_what_budgetq_report_prints(
 def test_db_query_reads_a_commented_query_from_stdin(
     finished_run: FinishedRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a finished run, and a query file that starts with a comment line (as the README's do)
+    # Given a finished run, and a query file that starts with a comment line (as the documented ones do)
     monkeypatch.setenv("BUDGETQ_DATABASE_URL", finished_run.url)
     import budgetq.cli.db  # noqa: F401 - registers `budgetq db`
 
