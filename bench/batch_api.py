@@ -6,7 +6,7 @@ and one real worker process, then plans the seed's 3,824 issues twice at the sam
 runs pack them alike): once answered by synchronous calls, once as Message Batches (this script sends
 the poll task, as the beat would). Costs are ``sum(cost_usd)`` over each run's ``llm_calls`` at the
 catalog's list prices (the stand-in bills nothing). For comparison, two figures computed with
-``budgetq.pricing`` on the token estimates:
+``budgetq.domain.pricing`` on the token estimates:
 
 - naive: one synchronous call per issue, each with the whole system prompt and tool, no caching;
 - floor: only the issues' own input tokens and their answers' output tokens at list price (no prompt,
@@ -31,20 +31,20 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq import processes
-from budgetq.catalog import get_model, prices_on
-from budgetq.embedded import ensure_servers
-from budgetq.pricing import Usage, cost_usd
-from budgetq.prompt import fixed_input_tokens, issue_input_tokens
-from budgetq.queue import POLL_MESSAGE_BATCHES, make_celery
-from budgetq.scenario import seed_issues
+from budgetq.adapters.processes import local_workers as processes
+from budgetq.adapters.queue.celery_app import POLL_MESSAGE_BATCHES, make_celery
+from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store import runs as run_store
+from budgetq.adapters.store.engine import make_engine, make_sessions, transaction, upgrade
+from budgetq.devtools.embedded import ensure_servers
+from budgetq.devtools.scenario import seed_issues
+from budgetq.devtools.standin.server import StandIn, StandInConfig
+from budgetq.domain.catalog import get_model, prices_on
+from budgetq.domain.pricing import Usage, cost_usd
+from budgetq.domain.prompt import fixed_input_tokens, issue_input_tokens
+from budgetq.domain.tokens import estimate_tokens
+from budgetq.services.planning import enqueue, plan_run
 from budgetq.settings import Settings
-from budgetq.standin import StandIn, StandInConfig
-from budgetq.store import issues as issue_store
-from budgetq.store import runs as run_store
-from budgetq.store.db import make_engine, make_sessions, transaction, upgrade
-from budgetq.tokens import estimate_tokens
-from scheduler.planning import enqueue, plan_run
 
 CENT = Decimal("0.01")
 

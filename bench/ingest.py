@@ -28,15 +28,22 @@ import tiktoken
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
+from budgetq.adapters.store.engine import (
+    ensure_migrated,
+    make_engine,
+    make_sessions,
+    sqlalchemy_url,
+    transaction,
+    upgrade,
+)
+from budgetq.adapters.store.models import IssueSet
 from budgetq.cli.load import load_path
-from budgetq.counting import count_texts
-from budgetq.embedded import start_postgres
-from budgetq.scenario import seed_issues
+from budgetq.devtools.embedded import start_postgres
+from budgetq.devtools.scenario import seed_issues
+from budgetq.domain.tokens import ENCODING_NAME
+from budgetq.services.counting import count_texts
+from budgetq.services.planning import count_tokens
 from budgetq.settings import Settings
-from budgetq.store.db import ensure_migrated, make_engine, make_sessions, sqlalchemy_url, transaction, upgrade
-from budgetq.store.models import IssueSet
-from budgetq.tokens import ENCODING_NAME
-from scheduler.planning import count_tokens
 
 SEED = 20261129
 PRIORITIES = (15, 10, 10, 5, 5, 5, 1)
@@ -192,7 +199,7 @@ def run(rows: int, folder: Path) -> dict[str, Any]:
         parent_cpu, workers_cpu = meter.client() - client, meter.children() - children
         tokens = sum(counts)
         print(
-            f"bulk counter (budgetq.counting): {tokens:,} tokens in {count_s:.2f}s "
+            f"bulk counter (budgetq.services.counting): {tokens:,} tokens in {count_s:.2f}s "
             f"= {tokens / count_s:,.0f} tokens/s"
         )
         busiest = max(parent_cpu, (parent_cpu + workers_cpu) / 2)

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from budgetq.answers import ISSUE_WRAPPER_TOKENS
-from budgetq.packing import PackItem, PackLimits, derive_limits, lower_bound, pack
+from budgetq.domain.answers import ISSUE_WRAPPER_TOKENS
+from budgetq.domain.packing import PackItem, PackLimits, derive_limits, lower_bound, pack
 
 WINDOW = 200_000
 SAFE_UTILIZATION = 0.75

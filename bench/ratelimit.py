@@ -30,13 +30,13 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from budgetq import processes  # noqa: E402
-from budgetq.limits import WindowFigures, window_figures  # noqa: E402
-from budgetq.queue import make_celery  # noqa: E402
+from budgetq.adapters.processes import local_workers as processes  # noqa: E402
+from budgetq.adapters.queue.celery_app import make_celery  # noqa: E402
+from budgetq.adapters.store.engine import make_engine, make_sessions  # noqa: E402
+from budgetq.devtools.standin.server import RateLimits, StandIn, StandInConfig  # noqa: E402
+from budgetq.domain.limits import WindowFigures, window_figures  # noqa: E402
+from budgetq.services.planning import enqueue, plan_run  # noqa: E402
 from budgetq.settings import Settings  # noqa: E402
-from budgetq.standin import RateLimits, StandIn, StandInConfig  # noqa: E402
-from budgetq.store.db import make_engine, make_sessions  # noqa: E402
-from scheduler.planning import enqueue, plan_run  # noqa: E402
 from tests.integration.pipeline import make_seed_set  # noqa: E402
 
 SEED_ISSUES = 3_824
@@ -145,13 +145,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.data_dir is None:
         args.data_dir = Path(tempfile.mkdtemp(prefix="budgetq-bench-ratelimit-"))
-    from budgetq.embedded import ensure_servers
+    from budgetq.devtools.embedded import ensure_servers
 
     servers = ensure_servers(
         os.environ.get("BUDGETQ_DATABASE_URL"), os.environ.get("BUDGETQ_REDIS_URL"), args.data_dir
     )
     assert servers.database_url is not None and servers.redis_url is not None
-    from budgetq.store.db import upgrade
+    from budgetq.adapters.store.engine import upgrade
 
     upgrade(servers.database_url)
     scenario = Scenario(limit=args.limit, window_s=args.window, seconds=args.minutes * 60, issues=args.issues)

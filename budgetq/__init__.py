@@ -9,17 +9,17 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from budgetq.budget import TokenBudget
+    from budgetq.adapters.llm.client import BudgetAwareLLMClient, LLMCallResult, ReplayMode
+    from budgetq.domain.budget import TokenBudget
     from budgetq.errors import BudgetExceededError, BudgetqError
-    from budgetq.llm import BudgetAwareLLMClient, LLMCallResult, ReplayMode
 
 _EXPORTS = {
-    "TokenBudget": "budgetq.budget",
+    "TokenBudget": "budgetq.domain.budget",
     "BudgetExceededError": "budgetq.errors",
     "BudgetqError": "budgetq.errors",
-    "BudgetAwareLLMClient": "budgetq.llm",
-    "LLMCallResult": "budgetq.llm",
-    "ReplayMode": "budgetq.llm",
+    "BudgetAwareLLMClient": "budgetq.adapters.llm.client",
+    "LLMCallResult": "budgetq.adapters.llm.client",
+    "ReplayMode": "budgetq.adapters.llm.client",
 }
 
 __all__ = [

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from celery import Celery
 
-from budgetq import observability
-from budgetq.queue import LLM_QUEUE, SCHEDULER_QUEUE, make_celery
+from budgetq.adapters.observability import signals as observability
+from budgetq.adapters.queue.celery_app import LLM_QUEUE, SCHEDULER_QUEUE, make_celery
 from budgetq.settings import Settings
 from scheduler import beat, reaper, tasks
 

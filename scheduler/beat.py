@@ -7,8 +7,8 @@ from typing import Any
 
 from celery.schedules import crontab
 
+from budgetq.adapters.queue.celery_app import PLAN_NIGHTLY, SCHEDULER_QUEUE
 from budgetq.errors import ConfigurationError
-from budgetq.queue import PLAN_NIGHTLY, SCHEDULER_QUEUE
 from budgetq.settings import Settings
 from scheduler import message_batches, reaper
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from budgetq.queue import LLM_QUEUE, POLL_MESSAGE_BATCHES
+from budgetq.adapters.queue.celery_app import LLM_QUEUE, POLL_MESSAGE_BATCHES
 from budgetq.settings import Settings
 
 

@@ -22,15 +22,15 @@ from typing import Any
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.metrics import observe_lease_expiry
-from budgetq.queue import LLM_QUEUE, PROCESS_BATCH, REAP, SCHEDULER_QUEUE
-from budgetq.reaping import ReapReport, requeue_after, verdict
+from budgetq.adapters.observability.metrics import observe_lease_expiry
+from budgetq.adapters.queue.celery_app import LLM_QUEUE, PROCESS_BATCH, REAP, SCHEDULER_QUEUE
+from budgetq.adapters.store import reaper as store
+from budgetq.adapters.store import spend as spend_store
+from budgetq.adapters.store.engine import ProcessSessions, transaction
+from budgetq.adapters.store.runs import mark_enqueued
+from budgetq.domain.reaper import ReapReport, requeue_after, verdict
+from budgetq.domain.statuses import BatchStatus
 from budgetq.settings import Settings
-from budgetq.statuses import BatchStatus
-from budgetq.store import reaping as store
-from budgetq.store import spend as spend_store
-from budgetq.store.db import ProcessSessions, transaction
-from budgetq.store.runs import mark_enqueued
 
 log = logging.getLogger("budgetq.reaper")
 

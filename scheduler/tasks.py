@@ -1,4 +1,4 @@
-"""Celery task bodies of the scheduler; thin: they hand ids and dates to scheduler.nightly / ondemand."""
+"""Celery task bodies of the scheduler; thin: they hand ids and dates to the nightly and on-demand runs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from decimal import Decimal
 
 from celery import Celery
 
-from budgetq.queue import PLAN_NIGHTLY, REPROCESS
-from budgetq.selector import Selector
+from budgetq.adapters.queue.celery_app import PLAN_NIGHTLY, REPROCESS
+from budgetq.adapters.store.engine import ProcessSessions
+from budgetq.domain.selector import Selector
+from budgetq.services.nightly import parse_night, plan_nightly
+from budgetq.services.ondemand import reprocess
 from budgetq.settings import Settings
-from budgetq.store.db import ProcessSessions
-from scheduler.nightly import parse_night, plan_nightly
-from scheduler.ondemand import reprocess
 
 
 def register(app: Celery, settings: Settings) -> None:

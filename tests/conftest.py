@@ -19,10 +19,10 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq import processes
-from budgetq.embedded import start_postgres, start_redis
+from budgetq.adapters.processes import local_workers as processes
+from budgetq.adapters.store.engine import make_engine, make_sessions, sqlalchemy_url, upgrade
+from budgetq.devtools.embedded import start_postgres, start_redis
 from budgetq.settings import Settings
-from budgetq.store.db import make_engine, make_sessions, sqlalchemy_url, upgrade
 
 TEST_DATABASE_URL = "BUDGETQ_TEST_DATABASE_URL"
 TEST_REDIS_URL = "BUDGETQ_TEST_REDIS_URL"
@@ -107,7 +107,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def standin() -> Iterator[Any]:
     """A local Messages API stand-in on a free port."""
-    from budgetq.standin import StandIn, StandInConfig
+    from budgetq.devtools.standin.server import StandIn, StandInConfig
 
     server = StandIn(StandInConfig())
     server.start()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from budgetq import observability
-from budgetq.queue import LLM_QUEUE, make_celery
+from budgetq.adapters.observability import signals as observability
+from budgetq.adapters.queue.celery_app import LLM_QUEUE, make_celery
 from budgetq.settings import Settings
 from worker import tasks
 

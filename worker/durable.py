@@ -12,7 +12,7 @@ take the batch over while the lease is valid, and the lease was renewed at most 
 before the outage began, so an outage shorter than two thirds of the lease and than the window
 always ends with the write in place. A connection lost while COMMIT was in flight leaves the
 outcome unknown: a retry first looks for the row the earlier try would have written
-(``budgetq.store.recovery``), so nothing is written twice.
+(``budgetq.adapters.store.recovery``), so nothing is written twice.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_before_delay, wait_random_exponential
 
-from budgetq.calls import Attempt
+from budgetq.adapters.store.engine import transaction
+from budgetq.domain.calls import Attempt
 from budgetq.settings import Settings
-from budgetq.store.db import transaction
 
 log = logging.getLogger("budgetq.worker")
 

@@ -1,7 +1,7 @@
 """What runs around every HTTP attempt of a worker's calls: the spend cap, then the rate limit.
 
 ``SpendGate`` reserves each attempt's worst-case cost against its run's and the day's caps
-(PostgreSQL) before the attempt and settles it after; ``RedisRateLimiter`` (budgetq.ratelimit)
+(PostgreSQL) before the attempt and settles it after; ``RedisRateLimiter`` (adapters/ratelimit)
 waits for room in the shared window. ``AttemptGates`` chains them: if a later gate refuses, the
 earlier ones are given back, so a refused attempt holds neither money nor rate.
 
@@ -22,11 +22,11 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.catalog import get_model, prices_on
-from budgetq.llm import Attempt, CallRequest
-from budgetq.spend import Settlement, overrun, reservation_for, settlement_of
-from budgetq.store import spend as spend_store
-from budgetq.store.db import transaction
+from budgetq.adapters.llm.client import Attempt, CallRequest
+from budgetq.adapters.store import spend as spend_store
+from budgetq.adapters.store.engine import transaction
+from budgetq.domain.catalog import get_model, prices_on
+from budgetq.domain.spend import Settlement, overrun, reservation_for, settlement_of
 from worker import durable
 
 log = logging.getLogger("budgetq.worker")

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.answers import PromptIssue
-from budgetq.budget import guard_limit, needs_exact_count
-from budgetq.calls import CallRequest
-from budgetq.prompt import build_prompt
+from budgetq.adapters.store import batches as store
+from budgetq.adapters.store.calibration import observed_ratios
+from budgetq.adapters.store.engine import transaction
+from budgetq.domain.answers import PromptIssue
+from budgetq.domain.budget import guard_limit, needs_exact_count
+from budgetq.domain.calls import CallRequest
+from budgetq.domain.prompt import build_prompt
+from budgetq.domain.tokens import Calibration, checked_calibration
 from budgetq.settings import Settings
-from budgetq.store import batches as store
-from budgetq.store.calibration import observed_ratios
-from budgetq.store.db import transaction
-from budgetq.tokens import Calibration, checked_calibration
 
 
 @dataclass(frozen=True)

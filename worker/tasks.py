@@ -1,24 +1,26 @@
-"""Celery task bodies of the worker; thin: they hand an id to worker.process."""
+"""Celery task bodies of the worker; thin: they hand an id to the batch processor."""
 
 from __future__ import annotations
 
 from celery import Celery
 
-from budgetq.metrics import observe_batch
-from budgetq.queue import PROCESS_BATCH
+from budgetq.adapters.observability.metrics import observe_batch
+from budgetq.adapters.queue.celery_app import PROCESS_BATCH
 from budgetq.settings import Settings
-from worker import batch_api
-from worker.process import Context
+from worker.batch_api import tasks as batch_api
+from worker.process import BatchProcessor
+from worker.resources import Resources
 
 
 def register(app: Celery, settings: Settings) -> None:
     """Register the worker's tasks on ``app``."""
-    context = Context(settings, app)
-    batch_api.register(app, context)  # the batch-api run mode's submit and poll tasks
+    resources = Resources(settings, app)
+    processor = BatchProcessor(resources)
+    batch_api.register(app, resources)  # the batch-api run mode's submit and poll tasks
 
     @app.task(name=PROCESS_BATCH, ignore_result=True)  # type: ignore[untyped-decorator]
     def process_batch(batch_id: int) -> str:
         """Process one batch by id (the message carries nothing else)."""
-        result = context.process(batch_id)
+        result = processor.process(batch_id)
         observe_batch(result)
         return result

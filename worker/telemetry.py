@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from budgetq import metrics
-from budgetq.llm import Attempt
-from budgetq.statuses import CallOutcome
-from budgetq.store.batches import Claim
+from budgetq.adapters.llm.client import Attempt
+from budgetq.adapters.observability import metrics
+from budgetq.adapters.store.batches import Claim
+from budgetq.domain.statuses import CallOutcome
 
 log = logging.getLogger("budgetq.worker.calls")
 

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
+from budgetq.adapters.store.engine import upgrade
+from budgetq.adapters.store.reports import read_query
 from budgetq.cli import app
 from budgetq.cli.environment import console, environment, fail
 from budgetq.cli.report import OutputFormat, print_report, read_session
 from budgetq.errors import BudgetqError, QueryFailedError
 from budgetq.settings import Settings
-from budgetq.store.db import upgrade
-from budgetq.store.reports import read_query
 
 db_app = typer.Typer(help="The database: migrate it, or query it (the cost views).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -42,7 +42,7 @@ def db_query(
     ] = "-",
     fmt: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")] = OutputFormat.TABLE,
 ) -> None:
-    """Run a read-only SQL query (e.g. the README's cost queries: `budgetq db query < query.sql`)."""
+    """Run a read-only SQL query (e.g. docs/cost-reporting.md's queries: `budgetq db query < q.sql`)."""
     from sqlalchemy.exc import DBAPIError
 
     if sql == "-":

@@ -9,54 +9,39 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from budgetq import processes
+from budgetq.adapters.processes import local_workers as processes
+from budgetq.adapters.queue.celery_app import make_celery
+from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store import runs as run_store
+from budgetq.adapters.store.engine import make_engine, make_sessions, ping, transaction, upgrade
 from budgetq.cli import app
 from budgetq.cli.environment import console, environment, fail, worker_env
 from budgetq.cli.watch import watch
+from budgetq.domain.statuses import IssueStatus, RunKind, RunStatus
 from budgetq.errors import BudgetqError
-from budgetq.queue import make_celery
-from budgetq.scenario import seed_issues
 from budgetq.settings import Settings
-from budgetq.statuses import IssueStatus, RunKind, RunStatus
-from budgetq.store import issues as issue_store
-from budgetq.store import runs as run_store
-from budgetq.store.db import make_engine, make_sessions, ping, transaction, upgrade
-from budgetq.store.models import Issue, LLMCall, Result
 
 
 def _summary(
-    session: Session, run_id: int, set_id: int, p: run_store.Progress, seconds: float
+    session: Session, run_id: int, set_id: int, p: run_store.Progress, seconds: float, guard_share: float
 ) -> dict[str, Any]:
-    issues = session.scalar(select(func.count()).select_from(Issue).where(Issue.set_id == set_id)) or 0
+    tally = run_store.tally(session, run_id, set_id, guard_share=guard_share)
     accounted = sum(p.issues.values())
-    results = session.scalar(select(func.count()).select_from(Result).where(Result.run_id == run_id)) or 0
-    over_guard = (
-        session.scalar(
-            select(func.count())
-            .select_from(LLMCall)
-            .where(
-                LLMCall.run_id == run_id,
-                LLMCall.billed_input_tokens + LLMCall.max_tokens > LLMCall.context_window * 0.75,
-            )
-        )
-        or 0
-    )
     return {
         "run_id": run_id,
         "status": p.status,
-        "issues": issues,
+        "issues": tally.issues,
         "answered": p.issues.get(IssueStatus.ANSWERED.value, 0),
-        "results": results,
+        "results": tally.results,
         "failed": p.issues.get(IssueStatus.FAILED.value, 0),
         "oversize": p.issues.get(IssueStatus.OVERSIZE.value, 0),
         "deferred": p.issues.get(IssueStatus.DEFERRED.value, 0),
-        "dropped": issues - accounted,
+        "dropped": tally.issues - accounted,
         "batches": sum(p.batches.values()),
         "calls": p.calls,
-        "calls_over_guard": over_guard,
+        "calls_over_guard": tally.calls_over_guard,
         "max_utilization": round(p.max_utilization, 4),
         "input_tokens": p.input_tokens,
         "output_tokens": p.output_tokens,
@@ -90,6 +75,8 @@ def demo(
             engine = make_engine(env.database_url)
             ping(engine)
             sessions = make_sessions(engine)
+            from budgetq.devtools.scenario import seed_issues
+
             with transaction(sessions) as session:
                 name = f"seed-demo-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10_000:04d}"
                 set_id = issue_store.create_set(session, name)
@@ -98,7 +85,7 @@ def demo(
                     set_id,
                     (issue_store.NewIssue(i.priority, i.text, i.external_id) for i in seed_issues()),
                 )
-            from scheduler.planning import enqueue, plan_run
+            from budgetq.services.planning import enqueue, plan_run
 
             planned = plan_run(sessions, settings, set_id, kind=RunKind.DEMO.value)
             assert planned.run_id is not None
@@ -113,7 +100,14 @@ def demo(
             finally:
                 processes.stop(worker)
             with transaction(sessions) as session:
-                summary = _summary(session, planned.run_id, set_id, progress, time.monotonic() - started)
+                summary = _summary(
+                    session,
+                    planned.run_id,
+                    set_id,
+                    progress,
+                    time.monotonic() - started,
+                    settings.safe_utilization,
+                )
     except BudgetqError as exc:
         raise fail(exc) from exc
     if as_json:

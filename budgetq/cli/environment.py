@@ -12,10 +12,16 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.embedded import ensure_servers
+from budgetq.adapters.store.engine import (
+    ensure_migrated,
+    make_engine,
+    make_sessions,
+    ping,
+    sqlalchemy_url,
+    upgrade,
+)
 from budgetq.errors import BudgetqError, ConfigurationError
 from budgetq.settings import Settings
-from budgetq.store.db import ensure_migrated, make_engine, make_sessions, ping, sqlalchemy_url, upgrade
 
 console = Console(stderr=True)
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://", "unix://")
@@ -51,16 +57,21 @@ def environment(settings: Settings, *, need_api: bool, need_broker: bool = True)
             "set BUDGETQ_REDIS_URL to redis://host:6379/0"
         )
     redis_url = settings.redis_url if need_broker else (settings.redis_url or "")
-    servers = ensure_servers(settings.database_url, redis_url, settings.data_dir)
-    if settings.database_url is None or redis_url is None:
+    database_url = settings.database_url
+    handles: list[Any] = []
+    if database_url is None or redis_url is None:
+        # Only a machine with nothing configured needs the devtools; a deployment may leave them out.
+        from budgetq.devtools.embedded import ensure_servers
+
+        servers = ensure_servers(database_url, redis_url, settings.data_dir)
+        database_url, redis_url, handles = servers.database_url, servers.redis_url, list(servers.handles)
         variables = "BUDGETQ_DATABASE_URL and BUDGETQ_REDIS_URL" if need_broker else "BUDGETQ_DATABASE_URL"
         note = f"Using embedded servers under {settings.data_dir}/ (set {variables} to use your own)."
         console.print(f"[dim]{note}[/dim]", soft_wrap=True)
-    handles: list[Any] = list(servers.handles)
     base_url = settings.anthropic_base_url
     standin = None
     if need_api and settings.resolved_mode() == "standin" and base_url is None:
-        from budgetq.standin import StandIn, StandInConfig
+        from budgetq.devtools.standin.server import StandIn, StandInConfig
 
         standin = StandIn(StandInConfig())
         base_url = standin.start()
@@ -70,9 +81,9 @@ def environment(settings: Settings, *, need_api: bool, need_broker: bool = True)
             "not to Anthropic. Costs shown are what the calls would cost at list price.[/yellow]",
             soft_wrap=True,
         )
-    assert servers.database_url is not None and servers.redis_url is not None
+    assert database_url is not None and redis_url is not None
     try:
-        yield Environment(settings, servers.database_url, servers.redis_url, base_url, tuple(handles))
+        yield Environment(settings, database_url, redis_url, base_url, tuple(handles))
     finally:
         if standin is not None:
             standin.stop()

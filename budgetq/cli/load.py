@@ -16,12 +16,12 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq import ingest
+from budgetq.adapters.store.loading import LoadReport, load_issues
 from budgetq.cli import app
 from budgetq.cli.environment import console, database, fail, fail_line
+from budgetq.domain import ingest
 from budgetq.errors import BudgetqError, IngestError
 from budgetq.settings import Settings
-from budgetq.store.loading import LoadReport, load_issues
 
 out = Console(highlight=False)
 

@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from budgetq.adapters.store.engine import transaction
+from budgetq.adapters.store.reports import CostBy, Report, RunReport, cost_report, run_report
 from budgetq.cli import app
 from budgetq.cli.environment import database, fail
 from budgetq.errors import BudgetqError
 from budgetq.settings import Settings
-from budgetq.store.db import transaction
-from budgetq.store.reports import CostBy, Report, RunReport, cost_report, run_report
 
 report_app = typer.Typer(
     help="Cost and tokens from the SQL cost views: by day, run, set, model or priority, or one run.",

@@ -9,30 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq import processes
-from budgetq.cli import app
+from budgetq.adapters.processes import local_workers as processes
+from budgetq.adapters.queue.celery_app import make_celery
+from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store.engine import transaction
+from budgetq.cli import app, plan_view
 from budgetq.cli.environment import Environment, console, database, fail, worker_env
 from budgetq.cli.watch import watch
+from budgetq.domain.selector import Selector, from_options
+from budgetq.domain.statuses import ApiMode, RunKind, RunStatus
 from budgetq.errors import BudgetqError
-from budgetq.queue import make_celery
-from budgetq.selector import Selector, from_options
+from budgetq.services.ondemand import check_selection, start_run
+from budgetq.services.planning import plan_run
 from budgetq.settings import Settings
-from budgetq.statuses import ApiMode, RunKind, RunStatus
-from budgetq.store import issues as issue_store
-from budgetq.store.db import transaction
-from scheduler.ondemand import check_selection, start_run
-from scheduler.planning import PlannedRun, plan_run
 
 out = Console(highlight=False)
 
@@ -61,108 +58,11 @@ Workers = Annotated[
         "when the broker is embedded, none when BUDGETQ_REDIS_URL points at your own workers' broker)."
     ),
 ]
-SHOWN = 20
 
 
 def _set_id(sessions: sessionmaker[Session], name: str) -> int:
     with transaction(sessions) as session:
         return issue_store.set_id_by_name(session, name)
-
-
-def _plan_summary(set_name: str, planned: PlannedRun, settings: Settings) -> dict[str, Any]:
-    fc = planned.forecast
-    return {
-        "set": set_name,
-        "model": settings.model,
-        "issues": planned.issues,
-        "batches": len(planned.plan.batches),
-        "lower_bound": planned.lower_bound,
-        "oversize": len(planned.plan.oversize),
-        "deferred": len(planned.deferred),
-        "utilization_min": round(fc.utilization_min, 4) if fc else 0.0,
-        "utilization_median": round(fc.utilization_median, 4) if fc else 0.0,
-        "utilization_max": round(fc.utilization_max, 4) if fc else 0.0,
-        "expected_input_tokens": fc.input_tokens if fc else 0,
-        "expected_cache_read_tokens": fc.cache_read_tokens if fc else 0,
-        "expected_output_tokens": fc.output_tokens if fc else 0,
-        "estimated_cost_usd": str(fc.cost_usd) if fc else "0",
-        "api_mode": planned.api_mode,
-    }
-
-
-def _print_plan(summary: dict[str, Any], planned: PlannedRun) -> None:
-    limits = planned.limits
-    per_call = f"≤{limits.max_items} issues, " if limits.max_items else ""
-    out.print(
-        f"[bold]Plan for set {escape(summary['set'])!r}[/bold] on {summary['model']}: {per_call}"
-        f"≤{limits.input_limit:,} issue input tokens and max_tokens {limits.output_limit:,} per call",
-        soft_wrap=True,
-    )
-    out.print(
-        f"{summary['issues']:,} issues → {summary['batches']:,} batches "
-        f"(lower bound {summary['lower_bound']:,}); "
-        f"{summary['oversize']:,} oversize, {summary['deferred']:,} deferred",
-        soft_wrap=True,
-    )
-    out.print(
-        f"utilization of the window per call (fixed prompt + issues + max_tokens): "
-        f"min {summary['utilization_min']:.1%} · median {summary['utilization_median']:.1%} · "
-        f"max {summary['utilization_max']:.1%}",
-        soft_wrap=True,
-    )
-    out.print(
-        f"expected tokens: input {summary['expected_input_tokens']:,} "
-        f"(of which cache reads {summary['expected_cache_read_tokens']:,}) · "
-        f"output {summary['expected_output_tokens']:,}",
-        soft_wrap=True,
-    )
-    rate = "the Message Batches rate" if summary["api_mode"] == ApiMode.BATCH_API.value else "list price"
-    out.print(
-        f"estimated cost ${Decimal(summary['estimated_cost_usd']):.4f} ({summary['api_mode']}: {rate}; "
-        "the fixed prompt is written to the cache by the first call and read by the others)",
-        soft_wrap=True,
-    )
-    by_priority: Counter[int] = Counter()
-    issues_by_priority: Counter[int] = Counter()
-    for batch in planned.plan.batches:
-        by_priority[batch.priority] += 1
-        issues_by_priority[batch.priority] += len(batch.issue_ids)
-    if by_priority:
-        table = Table(title="batches in queue order", title_justify="left")
-        for name in ("led by priority", "batches", "issues"):
-            table.add_column(name, justify="right")
-        for priority in sorted(by_priority, reverse=True):
-            table.add_row(str(priority), f"{by_priority[priority]:,}", f"{issues_by_priority[priority]:,}")
-        out.print(table)
-    _print_left_out(planned)
-
-
-def _print_left_out(planned: PlannedRun) -> None:
-    """The oversize issues with their reasons, and the deferred ones by priority with their shared reason."""
-    oversize = planned.plan.oversize
-    if oversize:
-        table = Table(
-            title=f"{len(oversize):,} oversize issues (cannot fit a call even alone)", title_justify="left"
-        )
-        table.add_column("issue", justify="right")
-        table.add_column("priority", justify="right")
-        table.add_column("reason", overflow="fold")
-        for o in oversize[:SHOWN]:
-            table.add_row(str(o.issue_id), str(o.priority), escape(o.reason))
-        if len(oversize) > SHOWN:
-            table.caption = f"… and {len(oversize) - SHOWN:,} more (run_issues holds them all, with reasons)"
-        out.print(table)
-    by_reason: dict[str, list[tuple[int, int]]] = {}
-    for d in planned.deferred:
-        by_reason.setdefault(d.reason, []).append((d.issue_id, d.priority))
-    for reason, issues in by_reason.items():
-        per_priority = Counter(priority for _, priority in issues)
-        counts = ", ".join(f"{n:,} of priority {p}" for p, n in sorted(per_priority.items(), reverse=True))
-        ids = ", ".join(str(i) for i, _ in issues[:SHOWN]) + (" …" if len(issues) > SHOWN else "")
-        out.print(
-            f"[bold]{len(issues):,} deferred issues[/bold] ({counts}): {escape(reason)}", soft_wrap=True
-        )
-        out.print(f"deferred issue ids: {ids}", soft_wrap=True)
 
 
 @app.command()
@@ -191,11 +91,11 @@ def plan(
             )
     except BudgetqError as exc:
         raise fail(exc) from exc
-    summary = _plan_summary(set_name, planned, settings)
+    summary = plan_view.plan_summary(set_name, planned, settings)
     if as_json:
         print(json.dumps(summary))
     else:
-        _print_plan(summary, planned)
+        plan_view.print_plan(summary, planned)
 
 
 @contextlib.contextmanager
@@ -256,7 +156,7 @@ def _start_and_follow(
                     f"estimated ${planned.forecast.cost_usd if planned.forecast else 0:.4f}",
                     soft_wrap=True,
                 )
-                _print_left_out(planned)
+                plan_view.print_left_out(planned)
                 if not wait:
                     return
                 progress = watch(sessions, planned.run_id, planned.issues, timeout)

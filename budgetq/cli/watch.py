@@ -7,10 +7,10 @@ import time
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.orm import Session, sessionmaker
 
+from budgetq.adapters.store import runs as run_store
+from budgetq.adapters.store.engine import transaction
 from budgetq.cli.environment import console
-from budgetq.statuses import IssueStatus, RunStatus
-from budgetq.store import runs as run_store
-from budgetq.store.db import transaction
+from budgetq.domain.statuses import IssueStatus, RunStatus
 
 
 def watch(

@@ -23,11 +23,11 @@ from celery import Celery
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.queue import make_celery
-from budgetq.reaping import ReapReport
+from budgetq.adapters.queue.celery_app import make_celery
+from budgetq.adapters.store.engine import make_engine, make_sessions, transaction
+from budgetq.domain.reaper import ReapReport
+from budgetq.services.planning import enqueue, plan_run
 from budgetq.settings import Settings
-from budgetq.store.db import make_engine, make_sessions, transaction
-from scheduler.planning import enqueue, plan_run
 from scheduler.reaper import reap_once
 from tests.integration.pipeline import make_seed_set
 

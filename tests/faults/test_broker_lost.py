@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from budgetq.queue import make_celery
-from budgetq.ratelimit import redis_url_for_client
-from budgetq.reaping import ReapReport
+from budgetq.adapters.queue.celery_app import make_celery
+from budgetq.adapters.ratelimit.limiter import redis_url_for_client
+from budgetq.domain.reaper import ReapReport
 from tests.faults.conftest import Rig, assert_every_issue_ended_once, outcome, wait_until_settled
 from tests.faults.redis_server import RedisServer
 

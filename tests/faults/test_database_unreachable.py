@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from budgetq.reaping import ReapReport
-from budgetq.store.db import make_engine, make_sessions, sqlalchemy_url, transaction
+from budgetq.adapters.store.engine import make_engine, make_sessions, sqlalchemy_url, transaction
+from budgetq.domain.reaper import ReapReport
 from tests.faults.conftest import Rig, assert_every_issue_ended_once, outcome, wait_until_settled
 from tests.faults.tcp_proxy import TcpProxy
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from budgetq.catalog import get_model, prices_on
-from budgetq.queue import PROCESS_BATCH
-from budgetq.reaping import ReapReport
-from budgetq.spend import reservation_for
-from budgetq.store import spend as spend_store
-from budgetq.store.db import transaction
-from scheduler.planning import PlannedRun, plan_run
+from budgetq.adapters.queue.celery_app import PROCESS_BATCH
+from budgetq.adapters.store import spend_caps
+from budgetq.adapters.store.engine import transaction
+from budgetq.domain.catalog import get_model, prices_on
+from budgetq.domain.reaper import ReapReport
+from budgetq.domain.spend import reservation_for
+from budgetq.services.planning import PlannedRun, plan_run
 from tests.faults.conftest import Rig, assert_every_issue_ended_once, wait_until_settled
 from tests.integration.pipeline import make_seed_set
 
@@ -83,7 +83,7 @@ def test_64_concurrent_calls_against_a_cap_for_10_admit_at_most_10_and_never_exc
     def sample() -> None:
         while sampling.is_set():
             with transaction(rig.sessions) as session:
-                committed = spend_store.run_cap(session, run_id).committed
+                committed = spend_caps.run_cap(session, run_id).committed
                 held = session.scalar(
                     text("SELECT count(*) FROM spend_reservations WHERE run_id = :r AND status = 'held'"),
                     {"r": run_id},

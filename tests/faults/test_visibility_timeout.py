@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from budgetq.reaping import ReapReport
+from budgetq.domain.reaper import ReapReport
 from tests.faults.conftest import Rig, assert_every_issue_ended_once, wait_until_settled
 
 pytestmark = pytest.mark.faults

@@ -8,8 +8,8 @@ from collections import deque
 import pytest
 from sqlalchemy import text
 
-from budgetq.reaping import ReapReport
-from budgetq.store.db import transaction
+from budgetq.adapters.store.engine import transaction
+from budgetq.domain.reaper import ReapReport
 from tests.faults.conftest import Rig, assert_every_issue_ended_once, outcome, sigkill, wait_until_settled
 
 pytestmark = pytest.mark.faults

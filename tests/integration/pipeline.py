@@ -7,14 +7,14 @@ from itertools import islice
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.queue import make_celery
-from budgetq.scenario import seed_issues
+from budgetq.adapters.queue.celery_app import make_celery
+from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store import runs as run_store
+from budgetq.adapters.store.engine import transaction
+from budgetq.devtools.scenario import seed_issues
+from budgetq.domain.statuses import RunStatus
+from budgetq.services.planning import PlannedRun, enqueue, plan_run
 from budgetq.settings import Settings
-from budgetq.statuses import RunStatus
-from budgetq.store import issues as issue_store
-from budgetq.store import runs as run_store
-from budgetq.store.db import transaction
-from scheduler.planning import PlannedRun, enqueue, plan_run
 
 
 def make_seed_set(sessions: sessionmaker[Session], name: str, n: int | None = None) -> int:

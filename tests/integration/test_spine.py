@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from budgetq.adapters.store.engine import transaction
+from budgetq.services.planning import plan_run
 from budgetq.settings import Settings
-from budgetq.store.db import transaction
-from scheduler.planning import plan_run
 from tests.integration.pipeline import make_seed_set, run_on_workers
 
 

@@ -15,8 +15,8 @@ import anthropic
 import pytest
 import tiktoken
 
-from budgetq import answers
-from budgetq.standin import FaultPlan, RateLimits, StandIn, StandInConfig
+from budgetq.devtools.standin.server import FaultPlan, RateLimits, StandIn, StandInConfig
+from budgetq.domain import answers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -371,7 +371,7 @@ def test_admin_endpoints(standin: StandIn, client: anthropic.Anthropic) -> None:
 
 def test_cli_runs_in_the_foreground() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "budgetq.standin", "--port", "0", "--token-ratio", "1.5",
+        [sys.executable, "-m", "budgetq.devtools.standin", "--port", "0", "--token-ratio", "1.5",
          "--faults", json.dumps({"fail_first_n": 1})],
         stdout=subprocess.PIPE,
         text=True,

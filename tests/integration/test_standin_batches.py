@@ -12,8 +12,8 @@ from typing import Any
 import anthropic
 import pytest
 
-from budgetq import answers
-from budgetq.standin import BatchBehaviour, StandIn, StandInConfig
+from budgetq.devtools.standin.server import BatchBehaviour, StandIn, StandInConfig
+from budgetq.domain import answers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from budgetq.answers import (
+from budgetq.domain.answers import (
     CATEGORIES,
     ISSUE_WRAPPER_TOKENS,
     SYSTEM_PROMPT,

@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
+from budgetq.adapters.queue.celery_app import PLAN_NIGHTLY, SCHEDULER_QUEUE
 from budgetq.errors import ConfigurationError
-from budgetq.queue import PLAN_NIGHTLY, SCHEDULER_QUEUE
+from budgetq.services.nightly import parse_night
 from budgetq.settings import Settings
 from scheduler.beat import parse_cron, schedule
-from scheduler.nightly import parse_night
 
 
 def test_the_nightly_planning_runs_on_the_configured_cron_line() -> None:

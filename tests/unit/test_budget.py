@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from budgetq import TokenBudget
-from budgetq.budget import budget_error, check_call, ensure_affordable, guard_limit, utilization
+from budgetq.domain.budget import budget_error, check_call, ensure_affordable, guard_limit, utilization
 from budgetq.errors import BudgetExceededError, ConfigurationError
 
 

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from budgetq.answers import SYSTEM_PROMPT, PromptIssue, tool_definition
-from budgetq.budget import needs_exact_count
-from budgetq.prompt import build_prompt, observed_ratio
-from budgetq.tokens import checked_calibration, raw_count
+from budgetq.domain.answers import SYSTEM_PROMPT, PromptIssue, tool_definition
+from budgetq.domain.budget import needs_exact_count
+from budgetq.domain.prompt import build_prompt, observed_ratio
+from budgetq.domain.tokens import checked_calibration, raw_count
 
 ISSUES = [
     PromptIssue(

@@ -10,9 +10,9 @@ import anthropic
 import httpx2
 import pytest
 
-from budgetq.cassettes import CassetteLibrary, cassette_key
+from budgetq.adapters.llm.cassettes import CassetteLibrary, cassette_key
+from budgetq.adapters.llm.client import BudgetAwareLLMClient, CallRequest, ReplayMode
 from budgetq.errors import CassetteMissingError, RetryableCallError
-from budgetq.llm import BudgetAwareLLMClient, CallRequest, ReplayMode
 from budgetq.settings import Settings
 
 MODEL = "claude-haiku-4-5"

@@ -7,15 +7,14 @@ from decimal import Decimal
 
 import pytest
 
-from budgetq.catalog import (
+from budgetq.domain.catalog import (
     CALIBRATION_CLASSIC,
     CALIBRATION_NEW_TOKENIZER,
     MODELS,
-    ModelSpec,
-    Prices,
     get_model,
     prices_on,
 )
+from budgetq.domain.model_spec import ModelSpec, Prices
 from budgetq.errors import ConfigurationError
 from budgetq.settings import Settings
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from budgetq.deferral import CostedIssue, defer_to_cap
+from budgetq.domain.deferral import CostedIssue, defer_to_cap
 
 
 def _issues(*specs: tuple[int, int, str]) -> list[CostedIssue]:

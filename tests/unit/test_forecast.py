@@ -6,10 +6,10 @@ import dataclasses
 from datetime import date
 from decimal import Decimal
 
-from budgetq.catalog import get_model, prices_on
-from budgetq.forecast import cache_write_premium, expected_usage, forecast, issue_cost
-from budgetq.packing import PackItem, PackLimits, PlannedBatch
-from budgetq.pricing import Usage, cost_usd
+from budgetq.domain.catalog import get_model, prices_on
+from budgetq.domain.forecast import cache_write_premium, expected_usage, forecast, issue_cost
+from budgetq.domain.packing import PackItem, PackLimits, PlannedBatch
+from budgetq.domain.pricing import Usage, cost_usd
 
 PRICES = prices_on(get_model("claude-sonnet-4-6"), date(2026, 11, 29))
 BATCHES = (

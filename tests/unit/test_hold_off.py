@@ -1,4 +1,4 @@
-"""How long a 429 asks every worker to wait (budgetq.limits.hold_off_seconds), from its headers."""
+"""How long a 429 asks every worker to wait (budgetq.domain.limits.hold_off_seconds), from its headers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from budgetq.limits import hold_off_seconds
+from budgetq.domain.limits import hold_off_seconds
 
 NOW = dt.datetime(2025, 8, 21, 12, 40, 0, tzinfo=dt.UTC).timestamp()
 

@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from budgetq import ingest
+from budgetq.domain import ingest
+from budgetq.domain.ingest import IssueRow, Rejection
 from budgetq.errors import IngestError
-from budgetq.ingest import IssueRow, Rejection
 
 
 def _csv(text: str, max_text_chars: int = 100, existing: frozenset[str] = frozenset()) -> ingest.Checked:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from budgetq.limits import (
+from budgetq.domain.limits import (
     AnnouncedLimit,
     RateLimits,
     RequestCost,
@@ -14,7 +14,7 @@ from budgetq.limits import (
     unseen_usage,
     window_figures,
 )
-from budgetq.pricing import Usage
+from budgetq.domain.pricing import Usage
 
 
 def test_a_request_reserves_its_estimate_and_all_of_max_tokens() -> None:

@@ -17,6 +17,15 @@ import httpx2
 import pytest
 from tenacity import RetryCallState
 
+from budgetq.adapters.llm.client import Attempt, BudgetAwareLLMClient, CallRequest, ReplayMode
+from budgetq.adapters.llm.retries import (
+    ApiFailure,
+    classify,
+    full_jitter_wait,
+    retry_after_seconds,
+    retryable,
+)
+from budgetq.domain.statuses import CallOutcome
 from budgetq.errors import (
     LLMCallError,
     NonRetryableCallError,
@@ -24,16 +33,7 @@ from budgetq.errors import (
     RetryableCallError,
     SpendLimitReachedError,
 )
-from budgetq.llm import Attempt, BudgetAwareLLMClient, CallRequest, ReplayMode
-from budgetq.retries import (
-    ApiFailure,
-    classify,
-    full_jitter_wait,
-    retry_after_seconds,
-    retryable,
-)
 from budgetq.settings import Settings
-from budgetq.statuses import CallOutcome
 
 MODEL = "claude-haiku-4-5"
 

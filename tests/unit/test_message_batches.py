@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from budgetq.errors import ConfigurationError
-from budgetq.llm import CallRequest
-from budgetq.message_batches import (
+from budgetq.adapters.llm.client import CallRequest
+from budgetq.adapters.queue.celery_app import LLM_QUEUE, POLL_MESSAGE_BATCHES
+from budgetq.domain.message_batches import (
     MAX_BYTES,
     MAX_REQUESTS,
     BatchRequest,
@@ -21,9 +21,9 @@ from budgetq.message_batches import (
     request_for,
     resolve_api_mode,
 )
-from budgetq.queue import LLM_QUEUE, POLL_MESSAGE_BATCHES
+from budgetq.domain.statuses import ApiMode
+from budgetq.errors import ConfigurationError
 from budgetq.settings import Settings
-from budgetq.statuses import ApiMode
 from scheduler.message_batches import beat_entry
 
 

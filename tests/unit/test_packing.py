@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from budgetq.errors import ConfigurationError
-from budgetq.packing import (
+from budgetq.domain.packing import (
     PackItem,
     PackLimits,
     PackPlan,
@@ -20,6 +19,7 @@ from budgetq.packing import (
     lower_bound,
     pack,
 )
+from budgetq.errors import ConfigurationError
 
 SEED_LIMITS = derive_limits(
     context_window=200_000,

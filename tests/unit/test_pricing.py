@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from budgetq.catalog import Prices, get_model, prices_on
-from budgetq.pricing import MICRO_USD, Usage, cost_usd, worst_case_cost
+from budgetq.domain.catalog import get_model, prices_on
+from budgetq.domain.model_spec import Prices
+from budgetq.domain.pricing import MICRO_USD, Usage, cost_usd, worst_case_cost
 
 DAY = date(2026, 11, 29)
 # Sonnet 4.5: 3 / 15, 5m write 3.75, 1h write 6, read 0.30; over 200K input: 6 / 22.50.

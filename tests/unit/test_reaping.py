@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from budgetq.reaping import ExpiredLease, requeue_after, verdict
-from budgetq.statuses import BatchStatus
+from budgetq.domain.reaper import ExpiredLease, requeue_after, verdict
+from budgetq.domain.statuses import BatchStatus
 
 EXPIRED_AT = dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC)
 

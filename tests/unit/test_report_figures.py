@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 import typer
 
+from budgetq.adapters.store.reports import Report
+from budgetq.adapters.store.runs import Progress
 from budgetq.cli.report import parse_since
-from budgetq.store.reports import Report
-from budgetq.store.runs import Progress
 
 TODAY = dt.date(2026, 11, 29)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from budgetq.domain.selector import Selector, SelectorKind, from_options
 from budgetq.errors import SelectorError
-from budgetq.selector import Selector, SelectorKind, from_options
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
-"""What an answer means for its batch (worker.settle.judge), shared by the sync and batch-api paths."""
+"""What an answer means for its batch (domain.settle.judge), shared by the sync and batch-api paths."""
 
 from __future__ import annotations
 
 import pytest
 
-from worker.settle import Step, judge
+from budgetq.domain.settle import Step, judge
 
 IDS = (11, 12, 13)
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from budgetq.catalog import get_model, prices_on
-from budgetq.pricing import Usage, cost_usd
-from budgetq.spend import (
+from budgetq.domain.catalog import get_model, prices_on
+from budgetq.domain.pricing import Usage, cost_usd
+from budgetq.domain.spend import (
     CapState,
     Settlement,
     cap_reached_reason,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from budgetq.tokens import (
+from budgetq.domain.tokens import (
     CALIBRATION_VERSION,
     ENCODING_NAME,
     estimate,

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.store.db import sqlalchemy_url
+from budgetq.adapters.store.engine import sqlalchemy_url
 from tests.integration.conftest import Budgetq, Outcome
 from tests.integration.pipeline import make_seed_set
 

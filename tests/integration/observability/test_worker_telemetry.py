@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store.engine import transaction
+from budgetq.devtools.standin.faults import FaultPlan
 from budgetq.settings import Settings
-from budgetq.standin_faults import FaultPlan
-from budgetq.store import issues as issue_store
-from budgetq.store.db import transaction
 from tests.integration.pipeline import run_on_workers
 
 API_KEY = "sk-ant-test-" + uuid.uuid4().hex

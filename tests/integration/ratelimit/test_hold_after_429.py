@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 import redis
 
-from budgetq.answers import PromptIssue
+from budgetq.adapters.llm.client import BudgetAwareLLMClient, CallRequest, ReplayMode
+from budgetq.adapters.ratelimit.limiter import RedisRateLimiter, redis_url_for_client
+from budgetq.devtools.standin.server import FaultPlan, StandIn
+from budgetq.domain.answers import PromptIssue
+from budgetq.domain.limits import RateLimits, RequestCost
+from budgetq.domain.prompt import build_prompt
+from budgetq.domain.statuses import CallOutcome
 from budgetq.errors import RetryableCallError, SpendLimitReachedError
-from budgetq.limits import RateLimits, RequestCost
-from budgetq.llm import BudgetAwareLLMClient, CallRequest, ReplayMode
-from budgetq.prompt import build_prompt
-from budgetq.ratelimit import RedisRateLimiter, redis_url_for_client
 from budgetq.settings import Settings
-from budgetq.standin import FaultPlan, StandIn
-from budgetq.statuses import CallOutcome
 
 MODEL = "claude-haiku-4-5"
 
@@ -180,8 +180,8 @@ def test_a_hold_is_capped_and_a_later_hold_is_kept(fleet: Any) -> None:
 
 def test_the_standin_reports_the_spent_limit_on_a_429() -> None:
     # Given a stand-in allowing 2 requests a minute, 1,000,000 input and 5,000 output tokens
-    from budgetq.standin import RateLimits as StandInLimits
-    from budgetq.standin import StandInConfig
+    from budgetq.devtools.standin.server import RateLimits as StandInLimits
+    from budgetq.devtools.standin.server import StandInConfig
 
     limits = StandInLimits(rpm_limit=2, input_tpm_limit=1_000_000, output_tpm_limit=5_000)
     with StandIn(StandInConfig(limits=limits)) as server:

@@ -10,9 +10,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from budgetq.adapters.ratelimit.limiter import RedisRateLimiter, redis_url_for_client
+from budgetq.domain.limits import RateLimits, RequestCost
 from budgetq.errors import RateLimitUnavailableError, RequestOverRateLimitError
-from budgetq.limits import RateLimits, RequestCost
-from budgetq.ratelimit import RedisRateLimiter, redis_url_for_client
 
 
 @pytest.fixture

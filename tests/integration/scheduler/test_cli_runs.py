@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from budgetq.adapters.queue.celery_app import PROCESS_BATCH, SUBMIT_MESSAGE_BATCHES
+from budgetq.adapters.store.engine import transaction
+from budgetq.adapters.store.models import Batch, Issue, IssueSet, Run
 from budgetq.cli import app
-from budgetq.queue import PROCESS_BATCH, SUBMIT_MESSAGE_BATCHES
-from budgetq.store.db import transaction
-from budgetq.store.models import Batch, Issue, IssueSet, Run
 from tests.integration.conftest import Budgetq
 
 GOOD = "external_id,priority,text\n" + "".join(

@@ -17,9 +17,9 @@ from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from budgetq.adapters.store.engine import downgrade, make_engine, make_sessions, transaction, upgrade
+from budgetq.adapters.store.models import Issue, IssueSet
 from budgetq.cli.load import load_path
-from budgetq.store.db import downgrade, make_engine, make_sessions, transaction, upgrade
-from budgetq.store.models import Issue, IssueSet
 
 MAX_CHARS = 1_000
 

@@ -19,20 +19,19 @@ from celery import Celery
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq import counting
+from budgetq.adapters.queue.celery_app import PLAN_NIGHTLY, REPROCESS, make_celery
+from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store.engine import transaction
+from budgetq.adapters.store.models import Batch, BatchIssue, Issue, IssueSet, IssueTokens, Run, RunIssue
+from budgetq.domain.selector import Selector, SelectorKind
+from budgetq.domain.statuses import IssueStatus
+from budgetq.domain.tokens import CALIBRATION_VERSION, ENCODING_NAME, raw_counts
 from budgetq.errors import NotFoundError
-from budgetq.queue import PLAN_NIGHTLY, REPROCESS, make_celery
-from budgetq.selector import Selector, SelectorKind
+from budgetq.services import counting, planning
+from budgetq.services.nightly import plan_nightly
+from budgetq.services.ondemand import reprocess
+from budgetq.services.planning import count_tokens, plan_run
 from budgetq.settings import Settings
-from budgetq.statuses import IssueStatus
-from budgetq.store import issues as issue_store
-from budgetq.store.db import transaction
-from budgetq.store.models import Batch, BatchIssue, Issue, IssueSet, IssueTokens, Run, RunIssue
-from budgetq.tokens import CALIBRATION_VERSION, ENCODING_NAME, raw_counts
-from scheduler import planning
-from scheduler.nightly import plan_nightly
-from scheduler.ondemand import reprocess
-from scheduler.planning import count_tokens, plan_run
 
 WORDS = "orders customers null duplicate amount negative stale partition schema drift sync".split()
 

@@ -12,14 +12,15 @@ from celery import Celery
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.queue import LLM_QUEUE, REAP, make_celery
-from budgetq.ratelimit import redis_url_for_client
+from budgetq.adapters.queue.celery_app import LLM_QUEUE, REAP, make_celery
+from budgetq.adapters.ratelimit.limiter import redis_url_for_client
+from budgetq.adapters.store import batches as batch_store
+from budgetq.adapters.store import spend as spend_store
+from budgetq.adapters.store import spend_caps
+from budgetq.adapters.store.engine import transaction
+from budgetq.services.planning import plan_run
 from budgetq.settings import Settings
-from budgetq.store import batches as batch_store
-from budgetq.store import spend as spend_store
-from budgetq.store.db import transaction
 from scheduler.beat import schedule
-from scheduler.planning import plan_run
 from scheduler.reaper import beat_entry, broker_backlog, reap_once
 from tests.integration.pipeline import make_seed_set
 
@@ -97,7 +98,7 @@ def test_an_expired_lease_is_requeued_with_a_failure_and_sent_again(
 
     # Then the dead call's spend reservation stays counted, as an unknown outcome, no longer in flight
     with transaction(sessions) as session:
-        state = spend_store.run_cap(session, run_id)
+        state = spend_caps.run_cap(session, run_id)
         status = session.scalar(text("SELECT status FROM spend_reservations WHERE id = :id"), {"id": held.id})
     assert (status, state.reserved, state.held) == ("unknown", Decimal("0.25"), Decimal(0))
     # And the batch is queued again with one failure and a reason, and its task is in the broker

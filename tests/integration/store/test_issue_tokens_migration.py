@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 
-from budgetq.store.db import downgrade, make_engine, upgrade
+from budgetq.adapters.store.engine import downgrade, make_engine, upgrade
 
 
 def test_counts_move_to_issue_tokens_and_back(fresh_database: Callable[[], str]) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, inspect
 
-from budgetq.store.db import downgrade, make_engine, upgrade
+from budgetq.adapters.store.engine import downgrade, make_engine, upgrade
 
 
 def _columns(engine: Engine) -> set[str]:

@@ -8,7 +8,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from budgetq.store.db import MIGRATIONS_DIR, downgrade, make_engine, upgrade
+from budgetq.adapters.store.engine import MIGRATIONS_DIR, downgrade, make_engine, upgrade
 
 
 def _columns(engine: object, table: str) -> set[str]:

@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store import runs as run_store
+from budgetq.adapters.store import spend as spend_store
+from budgetq.adapters.store import spend_caps
+from budgetq.adapters.store.engine import make_engine, make_sessions, transaction
+from budgetq.adapters.store.models import SpendReservation
+from budgetq.domain.statuses import RunKind
 from budgetq.errors import SpendCapBusyError, SpendCapExceededError
-from budgetq.statuses import RunKind
-from budgetq.store import issues as issue_store
-from budgetq.store import runs as run_store
-from budgetq.store import spend as spend_store
-from budgetq.store.db import make_engine, make_sessions, transaction
-from budgetq.store.models import SpendReservation
 
 RESERVATION = Decimal("0.250000")
 
@@ -67,7 +68,7 @@ def test_64_concurrent_reservations_against_a_cap_for_10_admit_at_most_10(databa
     def sample() -> None:
         while racing.is_set():
             with transaction(sessions) as session:
-                state = spend_store.run_cap(session, run_id)
+                state = spend_caps.run_cap(session, run_id)
             samples.append((state.committed, cap))
 
     sampler = threading.Thread(target=sample)
@@ -91,7 +92,7 @@ def test_64_concurrent_reservations_against_a_cap_for_10_admit_at_most_10(databa
     )
     assert samples and all(committed <= c for committed, c in samples)
     with transaction(make_sessions(make_engine(database_url))) as session:
-        final = spend_store.run_cap(session, run_id)
+        final = spend_caps.run_cap(session, run_id)
     assert final.reserved == cap
 
 
@@ -110,7 +111,7 @@ def test_a_settled_reservation_becomes_the_actual_cost_once(sessions: sessionmak
 
     # Then the run has spent the actual cost and holds nothing
     with transaction(sessions) as session:
-        state = spend_store.run_cap(session, run_id)
+        state = spend_caps.run_cap(session, run_id)
         statuses = session.scalars(
             select(SpendReservation.status)
             .where(SpendReservation.run_id == run_id)
@@ -133,7 +134,7 @@ def test_a_reservation_of_unknown_outcome_stays_counted(sessions: sessionmaker[S
     with pytest.raises(SpendCapBusyError), transaction(sessions) as session:
         spend_store.reserve(session, run_id, None, RESERVATION, None)
     with transaction(sessions) as session:
-        state = spend_store.run_cap(session, run_id)
+        state = spend_caps.run_cap(session, run_id)
     assert (state.reserved, state.held) == (RESERVATION * 2, RESERVATION)
 
 
@@ -159,8 +160,8 @@ def test_the_daily_cap_refuses_and_leaves_the_run_untouched(sessions: sessionmak
     # Given today's committed spend and a daily cap leaving room for exactly one reservation
     run_id = new_run(sessions, None)
     with transaction(sessions) as session:
-        day = spend_store.today(session)
-        daily_cap = spend_store.day_cap(session, day).committed + RESERVATION
+        day = spend_caps.today(session)
+        daily_cap = spend_caps.day_cap(session, day).committed + RESERVATION
         spend_store.reserve(session, run_id, None, RESERVATION, daily_cap)
 
     # When the next reservation is tried under the same daily cap
@@ -170,8 +171,8 @@ def test_the_daily_cap_refuses_and_leaves_the_run_untouched(sessions: sessionmak
 
     # Then the run's own reservation was rolled back with the day's refusal
     with transaction(sessions) as session:
-        assert spend_store.run_cap(session, run_id).reserved == RESERVATION
-        assert spend_store.day_cap(session, day, daily_cap).committed == daily_cap
+        assert spend_caps.run_cap(session, run_id).reserved == RESERVATION
+        assert spend_caps.day_cap(session, day, daily_cap).committed == daily_cap
 
 
 def test_a_message_batch_s_requests_are_reserved_in_order_as_far_as_the_caps_go(
@@ -193,7 +194,7 @@ def test_a_message_batch_s_requests_are_reserved_in_order_as_far_as_the_caps_go(
         "> cap 1.000000, of which 0.900000 is held by calls in flight"
     )
     with transaction(sessions) as session:
-        state = spend_store.run_cap(session, run_id)
+        state = spend_caps.run_cap(session, run_id)
         rows = session.scalars(
             select(SpendReservation.id).where(
                 SpendReservation.run_id == run_id, SpendReservation.status == "held"
@@ -218,7 +219,7 @@ def test_the_daily_cap_limits_a_message_batch_s_reservations_too(sessions: sessi
     # Given a run without a cap and a daily cap leaving room for one request of 0.3 today
     run_id = new_run(sessions, None)
     with transaction(sessions) as session:
-        daily_cap = spend_store.day_cap(session, spend_store.today(session)).committed + Decimal("0.5")
+        daily_cap = spend_caps.day_cap(session, spend_caps.today(session)).committed + Decimal("0.5")
 
     # When two requests reserve together
     with transaction(sessions) as session:
@@ -230,7 +231,7 @@ def test_the_daily_cap_limits_a_message_batch_s_reservations_too(sessions: sessi
     assert len(held) == 1
     assert refusal is not None and re.search(r"\(day \d{4}-\d{2}-\d{2}\)", str(refusal))
     with transaction(sessions) as session:
-        assert spend_store.run_cap(session, run_id).reserved == Decimal("0.3")
+        assert spend_caps.run_cap(session, run_id).reserved == Decimal("0.3")
 
 
 def test_concurrent_message_batch_reservations_never_pass_the_cap(database_url: str) -> None:
@@ -258,4 +259,4 @@ def test_concurrent_message_batch_reservations_never_pass_the_cap(database_url: 
     # Then exactly 10 requests were admitted in all, and the run holds exactly its cap
     assert sum(admitted) == 10 and len(admitted) == 16
     with transaction(make_sessions(make_engine(database_url))) as session:
-        assert spend_store.run_cap(session, run_id).reserved == RESERVATION * 10
+        assert spend_caps.run_cap(session, run_id).reserved == RESERVATION * 10

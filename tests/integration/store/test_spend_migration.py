@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from sqlalchemy import inspect
 
-from budgetq.store.db import downgrade, make_engine, upgrade
+from budgetq.adapters.store.engine import downgrade, make_engine, upgrade
 
 
 def test_the_spend_tables_come_with_0002_and_go_with_its_downgrade(fresh_database: Callable[[], str]) -> None:

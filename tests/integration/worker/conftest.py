@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.standin import StandIn, StandInConfig
-from budgetq.statuses import MessageBatchStatus
-from budgetq.store.db import make_engine, make_sessions, transaction
-from budgetq.store.models import MessageBatch
+from budgetq.adapters.store.engine import make_engine, make_sessions, transaction
+from budgetq.adapters.store.message_batch_models import MessageBatch
+from budgetq.devtools.standin.server import StandIn, StandInConfig
+from budgetq.domain.statuses import MessageBatchStatus
 
 _LIVE = (MessageBatchStatus.SUBMITTING, MessageBatchStatus.IN_PROGRESS, MessageBatchStatus.INGESTING)
 

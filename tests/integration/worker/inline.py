@@ -1,6 +1,6 @@
 """Drive the worker's real batch processing in the test process, without Celery.
 
-``drain`` runs ``worker.process.Context.process`` (the same code a Celery task runs) on each batch
+``drain`` runs ``worker.process.BatchProcessor.process`` (the same code a Celery task runs) on each batch
 of a run, and on every batch it queues in turn (halves, follow-ups, releases), one at a time, until
 none is left. Tests that need a real worker process use the ``start_worker`` fixture instead.
 """
@@ -15,11 +15,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store.engine import transaction
+from budgetq.services.planning import PlannedRun, plan_run
 from budgetq.settings import Settings
-from budgetq.store import issues as issue_store
-from budgetq.store.db import transaction
-from scheduler.planning import PlannedRun, plan_run
-from worker.process import Context
+from worker.process import BatchProcessor
+from worker.resources import Resources
 
 
 class InlineQueue:
@@ -39,10 +40,10 @@ def drain(settings: Settings, batch_ids: Iterable[int], limit: int = 2_000) -> C
     """Process the batches and all they spawn; return how many times each outcome happened."""
     queue = InlineQueue()
     queue.pending.extend(batch_ids)
-    context = Context(settings, queue)  # type: ignore[arg-type]
+    processor = BatchProcessor(Resources(settings, queue))  # type: ignore[arg-type]
     outcomes: Counter[str] = Counter()
     while queue.pending:
-        outcomes[context.process(queue.pending.popleft())] += 1
+        outcomes[processor.process(queue.pending.popleft())] += 1
         if sum(outcomes.values()) > limit:
             raise AssertionError(f"more than {limit} batch runs: {outcomes}")
     return outcomes

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.answers import CATEGORIES
-from budgetq.scenario import seed_issues
+from budgetq.adapters.store.engine import transaction
+from budgetq.devtools.scenario import seed_issues
+from budgetq.devtools.standin.answers import diagnose
+from budgetq.devtools.standin.server import FaultPlan, StandIn
+from budgetq.domain.answers import CATEGORIES
 from budgetq.settings import Settings
-from budgetq.standin import FaultPlan, StandIn
-from budgetq.standin_answers import diagnose
-from budgetq.store.db import transaction
 from tests.integration.worker.inline import assert_each_issue_settled_once, make_set, plan_and_drain
 
 pytestmark = pytest.mark.integration

@@ -17,12 +17,12 @@ from celery import Celery
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.queue import POLL_MESSAGE_BATCHES, make_celery
+from budgetq.adapters.queue.celery_app import POLL_MESSAGE_BATCHES, make_celery
+from budgetq.adapters.store import runs as run_store
+from budgetq.adapters.store.engine import transaction
+from budgetq.devtools.standin.server import BatchBehaviour
+from budgetq.services.planning import enqueue, plan_run
 from budgetq.settings import Settings
-from budgetq.standin import BatchBehaviour
-from budgetq.store import runs as run_store
-from budgetq.store.db import transaction
-from scheduler.planning import enqueue, plan_run
 from tests.integration.pipeline import make_seed_set
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -19,21 +19,21 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.catalog import get_model, prices_on
-from budgetq.llm_batches import MessageBatchesClient
+from budgetq.adapters.llm.message_batches import MessageBatchesClient
+from budgetq.adapters.store.engine import transaction
+from budgetq.devtools.standin.server import BatchBehaviour
+from budgetq.domain.catalog import get_model, prices_on
+from budgetq.domain.spend import reservation_for
+from budgetq.services.planning import plan_run
 from budgetq.settings import Settings
-from budgetq.spend import reservation_for
-from budgetq.standin import BatchBehaviour
-from budgetq.store.db import transaction
-from scheduler.planning import plan_run
 from scheduler.reaper import reap_once
 from tests.integration.pipeline import make_seed_set
 from tests.integration.worker.conftest import OwnDatabase
 from tests.integration.worker.inline import InlineQueue
-from worker.batch_context import BatchApiContext
-from worker.batch_poll import Poller
-from worker.batch_submit import Submitter
-from worker.process import Context
+from worker.batch_api.context import BatchApiContext
+from worker.batch_api.poll import Poller
+from worker.batch_api.submit import Submitter
+from worker.resources import Resources
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -59,7 +59,7 @@ def rig(own_database: OwnDatabase, test_settings: Settings, standin: Any) -> Ite
             "calibration": 1.35,
         }
     )
-    api = BatchApiContext(Context(settings, InlineQueue()))
+    api = BatchApiContext(Resources(settings, InlineQueue()))
     submitter = Submitter(api)
     yield Rig(own_database.sessions, settings, submitter, Poller(api, submitter))
 

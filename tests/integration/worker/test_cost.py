@@ -11,15 +11,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.answers import PromptIssue
-from budgetq.catalog import Prices, get_model, prices_on
-from budgetq.llm import BudgetAwareLLMClient, CallRequest, ReplayMode
-from budgetq.pricing import Usage, cost_usd
-from budgetq.prompt import build_prompt
-from budgetq.scenario import seed_issues
+from budgetq.adapters.llm.client import BudgetAwareLLMClient, CallRequest, ReplayMode
+from budgetq.adapters.store.engine import transaction
+from budgetq.devtools.scenario import seed_issues
+from budgetq.devtools.standin.server import StandIn
+from budgetq.domain.answers import PromptIssue
+from budgetq.domain.catalog import get_model, prices_on
+from budgetq.domain.model_spec import Prices
+from budgetq.domain.pricing import Usage, cost_usd
+from budgetq.domain.prompt import build_prompt
 from budgetq.settings import Settings
-from budgetq.standin import StandIn
-from budgetq.store.db import transaction
 from tests.integration.worker.inline import make_set, plan_and_drain
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ from sqlalchemy import Insert, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
+from budgetq.adapters.store.engine import transaction
 from budgetq.settings import Settings
-from budgetq.store.db import transaction
 from tests.integration.worker.inline import assert_each_issue_settled_once, make_set, plan_and_drain
 
 pytestmark = pytest.mark.integration

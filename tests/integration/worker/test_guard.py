@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from budgetq.catalog import get_model
-from budgetq.queue import make_celery
-from budgetq.scenario import seed_issues
+from budgetq.adapters.queue.celery_app import make_celery
+from budgetq.adapters.store.engine import transaction
+from budgetq.devtools.scenario import seed_issues
+from budgetq.devtools.standin.server import StandIn
+from budgetq.domain.catalog import get_model
+from budgetq.services.planning import enqueue, plan_run, planning_calibration
 from budgetq.settings import Settings
-from budgetq.standin import StandIn
-from budgetq.store.db import transaction
-from scheduler.planning import enqueue, plan_run, planning_calibration
 from tests.integration.pipeline import make_seed_set, wait_for_run
 from tests.integration.worker.conftest import OwnDatabase
 from tests.integration.worker.inline import make_set, plan_and_drain

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from budgetq.scenario import seed_issues
+from budgetq.adapters.store.engine import transaction
+from budgetq.devtools.scenario import seed_issues
+from budgetq.devtools.standin.server import FaultPlan, StandIn
 from budgetq.settings import Settings
-from budgetq.standin import FaultPlan, StandIn
-from budgetq.store.db import transaction
 from tests.integration.worker.conftest import OwnDatabase
 from tests.integration.worker.inline import assert_each_issue_settled_once, make_set, plan_and_drain
 

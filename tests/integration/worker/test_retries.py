@@ -13,17 +13,23 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.answers import PromptIssue, validate
+from budgetq.adapters.llm.client import (
+    STREAMING_THRESHOLD,
+    Attempt,
+    BudgetAwareLLMClient,
+    CallRequest,
+    ReplayMode,
+)
+from budgetq.adapters.queue.celery_app import make_celery
+from budgetq.adapters.store.engine import transaction
+from budgetq.devtools.scenario import seed_issues
+from budgetq.devtools.standin.http import ApiFailure
+from budgetq.devtools.standin.server import FaultPlan, StandIn
+from budgetq.domain.answers import PromptIssue, validate
+from budgetq.domain.prompt import build_prompt
 from budgetq.errors import RetryableCallError
-from budgetq.llm import STREAMING_THRESHOLD, Attempt, BudgetAwareLLMClient, CallRequest, ReplayMode
-from budgetq.prompt import build_prompt
-from budgetq.queue import make_celery
-from budgetq.scenario import seed_issues
+from budgetq.services.planning import enqueue, plan_run
 from budgetq.settings import Settings
-from budgetq.standin import FaultPlan, StandIn
-from budgetq.standin_http import ApiFailure
-from budgetq.store.db import transaction
-from scheduler.planning import enqueue, plan_run
 from tests.integration.pipeline import make_seed_set, wait_for_run
 from tests.integration.worker.inline import assert_each_issue_settled_once, make_set, plan_and_drain
 

@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.catalog import get_model, prices_on
+from budgetq.adapters.store.engine import transaction
+from budgetq.domain.catalog import get_model, prices_on
+from budgetq.domain.spend import reservation_for
+from budgetq.services.planning import plan_run
 from budgetq.settings import Settings
-from budgetq.spend import reservation_for
-from budgetq.store.db import transaction
-from scheduler.planning import plan_run
 from tests.integration.pipeline import make_seed_set
 from tests.integration.worker.inline import assert_each_issue_settled_once, drain
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.scenario import seed_issues
+from budgetq.adapters.store.engine import transaction
+from budgetq.devtools.scenario import seed_issues
+from budgetq.devtools.standin.server import StandIn
 from budgetq.settings import Settings
-from budgetq.standin import StandIn
-from budgetq.store.db import transaction
 from tests.integration.worker.inline import assert_each_issue_settled_once, make_set, plan_and_drain
 
 pytestmark = pytest.mark.integration

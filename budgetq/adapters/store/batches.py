@@ -1,0 +1,286 @@
+"""Batches under a lease: claim, record each attempt, complete, split, requeue or fail.
+
+Every write that changes a batch after its claim is fenced by the lease token: a worker that lost
+its lease (the reaper handed the batch to another) changes nothing and gets LeaseLostError.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from budgetq.adapters.llm.client import Attempt
+from budgetq.adapters.store.models import Batch, BatchIssue, Issue, LLMCall, Result, Run, RunIssue
+from budgetq.adapters.store.run_issues import set_issue_status
+from budgetq.domain.answers import Answer
+from budgetq.domain.statuses import ApiMode, BatchStatus, IssueStatus, RunStatus
+from budgetq.errors import LeaseLostError
+
+
+@dataclass(frozen=True)
+class ClaimedIssue:
+    """An issue of a claimed batch, with what the planner estimated for it."""
+
+    issue_id: int
+    priority: int
+    text: str
+    input_tokens: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A batch this worker holds the lease on, with everything needed to call for it."""
+
+    batch_id: int
+    run_id: int
+    token: uuid.UUID
+    priority: int
+    max_tokens: int
+    model: str
+    mode: str
+    context_window: int
+    safe_utilization: float
+    calibration: float
+    failures: int
+    issues: tuple[ClaimedIssue, ...]
+    api_mode: str = ApiMode.SYNC.value  # the path its follow-up batches take (batches.api_mode)
+
+    @property
+    def issue_ids(self) -> tuple[int, ...]:
+        """The batch's issue ids in order."""
+        return tuple(i.issue_id for i in self.issues)
+
+
+def claim(session: Session, batch_id: int, lease_seconds: float) -> Claim | None:
+    """Take the lease on a queued batch (or one whose lease expired) of a running run; None when someone
+    else holds it, it is done, or its run was stopped."""
+    token = uuid.uuid4()
+    claimable = (Batch.status == BatchStatus.QUEUED.value) | (
+        (Batch.status == BatchStatus.RUNNING.value) & (Batch.lease_until < func.now())
+    )
+    running_runs = select(Run.id).where(Run.status == RunStatus.RUNNING.value)
+    # A batch-api batch travels in a Message Batch (worker/batch_api); a stray task must not call for it.
+    synchronous = Batch.api_mode == ApiMode.SYNC.value
+    row = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, claimable, Batch.run_id.in_(running_runs), synchronous)
+        .values(
+            status=BatchStatus.RUNNING.value,
+            lease_token=token,
+            lease_until=func.now() + dt.timedelta(seconds=lease_seconds),
+            attempts=Batch.attempts + 1,
+        )
+        .returning(Batch.id, Batch.run_id, Batch.priority, Batch.max_tokens, Batch.failures, Batch.api_mode)
+    ).one_or_none()
+    if row is None:
+        return None
+    run = session.get_one(Run, row.run_id)
+    issues = session.execute(
+        select(Issue.id, Issue.priority, Issue.text, RunIssue.input_tokens_est)
+        .join(BatchIssue, BatchIssue.issue_id == Issue.id)
+        .join(RunIssue, (RunIssue.issue_id == Issue.id) & (RunIssue.run_id == row.run_id))
+        .where(BatchIssue.batch_id == batch_id)
+        .order_by(Issue.priority.desc(), Issue.id)
+    ).all()
+    return claim_of(
+        row, run, token, (ClaimedIssue(r.id, r.priority, r.text, r.input_tokens_est) for r in issues)
+    )
+
+
+def claim_of(
+    batch: Batch | Row[*tuple[Any, ...]], run: Run, token: uuid.UUID, issues: Iterable[ClaimedIssue]
+) -> Claim:
+    """The claim held under ``token`` on ``batch`` (a row, or its columns as ``claim`` returns them)."""
+    return Claim(
+        batch_id=batch.id,
+        run_id=batch.run_id,
+        token=token,
+        priority=batch.priority,
+        max_tokens=batch.max_tokens,
+        model=run.model,
+        mode=run.mode,
+        context_window=run.context_window,
+        safe_utilization=run.safe_utilization,
+        calibration=run.calibration,
+        failures=batch.failures,
+        issues=tuple(issues),
+        api_mode=batch.api_mode,
+    )
+
+
+def renew(session: Session, c: Claim, lease_seconds: float) -> None:
+    """Extend the lease while a call is still running."""
+    _fence(session, c, lease_until=func.now() + dt.timedelta(seconds=lease_seconds))
+
+
+def _fence(session: Session, c: Claim, **values: object) -> None:
+    done = session.execute(
+        update(Batch)
+        .where(
+            Batch.id == c.batch_id, Batch.lease_token == c.token, Batch.status == BatchStatus.RUNNING.value
+        )
+        .values(**values)
+        .returning(Batch.id)
+    ).one_or_none()
+    if done is None:
+        raise LeaseLostError(
+            f"batch {c.batch_id}: this worker's lease expired or was taken over; its result is discarded "
+            "and the batch's current holder will write it"
+        )
+
+
+def _close(session: Session, c: Claim, status: BatchStatus, reason: str) -> None:
+    _fence(session, c, status=status.value, lease_token=None, last_error=reason, finished_at=func.now())
+
+
+def record_attempt(
+    session: Session,
+    c: Claim,
+    attempt: Attempt,
+    *,
+    estimated_input: int,
+    counted_input: int | None,
+    host: str,
+) -> int:
+    """Write one ``llm_calls`` row for an attempt; return its id. Not fenced: the attempt happened anyway."""
+    u = attempt.usage
+    billed = None if u is None else u.input_tokens + u.cache_creation_5m + u.cache_creation_1h + u.cache_read
+    return session.scalars(
+        insert(LLMCall).returning(LLMCall.id),
+        [
+            {
+                "run_id": c.run_id,
+                "batch_id": c.batch_id,
+                "attempt": attempt.number,
+                "model": c.model,
+                "mode": c.mode,
+                "request_id": attempt.request_id,
+                "status": attempt.outcome.value,
+                "error_type": attempt.error_type,
+                "error_message": attempt.error_message,
+                "http_status": attempt.http_status,
+                "estimated_input_tokens": estimated_input,
+                "counted_input_tokens": counted_input,
+                "input_tokens": None if u is None else u.input_tokens,
+                "output_tokens": None if u is None else u.output_tokens,
+                "cache_creation_input_tokens": None if u is None else u.cache_creation_5m,
+                "cache_creation_1h_input_tokens": None if u is None else u.cache_creation_1h,
+                "cache_read_input_tokens": None if u is None else u.cache_read,
+                "billed_input_tokens": billed,
+                "max_tokens": c.max_tokens,
+                "context_window": c.context_window,
+                "utilization": None if billed is None else (billed + c.max_tokens) / c.context_window,
+                "stop_reason": attempt.stop_reason,
+                "service_tier": attempt.service_tier,
+                "cost_usd": attempt.cost_usd,
+                # Stand-in and replayed calls are priced at list price but nobody is billed for them.
+                "would_have_cost": c.mode in ("standin", "replay"),
+                "price_version": attempt.price_version,
+                "retry_after_s": attempt.retry_after_s,
+                "latency_ms": attempt.latency_ms,
+                "started_at": attempt.started_at,
+                "finished_at": attempt.finished_at,
+                "worker_host": host,
+            }
+        ],
+    ).one()
+
+
+def _new_batch(session: Session, c: Claim, issue_ids: Sequence[int], reason: str) -> int:
+    """A child batch of ``c`` holding ``issue_ids``, queued with the parent's priority."""
+    by_id = {i.issue_id: i for i in c.issues}
+    batch_id = session.scalars(
+        insert(Batch).returning(Batch.id),
+        [
+            {
+                "run_id": c.run_id,
+                "parent_id": c.batch_id,
+                "seq": 0,
+                "priority": max(by_id[i].priority for i in issue_ids),
+                "status": BatchStatus.QUEUED.value,
+                "issue_count": len(issue_ids),
+                "input_tokens_est": sum(by_id[i].input_tokens for i in issue_ids),
+                "output_tokens_est": 0,
+                "max_tokens": c.max_tokens,
+                "last_error": reason,
+                "api_mode": c.api_mode,
+            }
+        ],
+    ).one()
+    session.execute(insert(BatchIssue), [{"batch_id": batch_id, "issue_id": i} for i in issue_ids])
+    return batch_id
+
+
+def complete(
+    session: Session,
+    c: Claim,
+    llm_call_id: int,
+    answers: Sequence[Answer],
+    missing: Sequence[int],
+    *,
+    split_missing: bool = False,
+) -> list[int]:
+    """Write the answers and close the batch; missing ids go to a follow-up batch (two halves when
+    ``split_missing``, after an overflow), whose ids are returned."""
+    _fence(session, c, status=BatchStatus.SUCCEEDED.value, lease_token=None, finished_at=func.now())
+    if answers:
+        rows = [
+            {
+                "run_id": c.run_id,
+                "issue_id": a.issue_id,
+                "batch_id": c.batch_id,
+                "llm_call_id": llm_call_id,
+                "category": a.category,
+                "diagnosis": a.diagnosis,
+                "proposed_fix": a.proposed_fix,
+                "confidence": a.confidence,
+            }
+            for a in answers
+        ]
+        session.execute(pg_insert(Result).on_conflict_do_nothing(constraint="results_run_issue_key"), rows)
+        set_issue_status(session, c.run_id, [a.issue_id for a in answers], IssueStatus.ANSWERED, None)
+    if not missing:
+        return []
+    reason = f"follow-up of batch {c.batch_id}: {len(missing)} ids unanswered"
+    if split_missing and len(missing) > 1:
+        half = len(missing) // 2
+        return [
+            _new_batch(session, c, missing[:half], reason),
+            _new_batch(session, c, missing[half:], reason),
+        ]
+    return [_new_batch(session, c, missing, reason)]
+
+
+def split(session: Session, c: Claim, reason: str) -> list[int]:
+    """Close the batch as split and queue its two halves; return their ids."""
+    _close(session, c, BatchStatus.SPLIT, reason)
+    ids = c.issue_ids
+    half = len(ids) // 2
+    return [_new_batch(session, c, ids[:half], reason), _new_batch(session, c, ids[half:], reason)]
+
+
+def fail(session: Session, c: Claim, reason: str) -> None:
+    """Close the batch as failed; its issues fail with ``reason``."""
+    _close(session, c, BatchStatus.FAILED, reason)
+    set_issue_status(session, c.run_id, c.issue_ids, IssueStatus.FAILED, reason)
+
+
+def release(session: Session, c: Claim, reason: str, *, count_failure: bool = True) -> None:
+    """Give the batch back to the queue after a failed try, counting the failure unless told not to
+    (nothing was sent)."""
+    _fence(
+        session,
+        c,
+        status=BatchStatus.QUEUED.value,
+        lease_token=None,
+        lease_until=None,
+        last_error=reason,
+        failures=Batch.failures + 1 if count_failure else Batch.failures,
+    )

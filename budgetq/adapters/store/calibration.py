@@ -1,0 +1,40 @@
+"""What provenance says about a model's tokenizer: billed input tokens per cl100k token, per call.
+
+Each ``llm_calls`` row keeps the estimate the worker made at its run's calibration and the input the
+API billed, so the raw cl100k count behind the estimate, and with it the ratio that
+``tokens.learn_calibration`` expects, can be recovered without storing anything more
+(``prompt.observed_ratio``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from budgetq.adapters.store.models import LLMCall, Run
+from budgetq.domain.prompt import observed_ratio
+from budgetq.domain.statuses import CallOutcome
+
+# Enough calls to see a high quantile, few enough to follow a tokenizer or prompt change quickly.
+RECENT_CALLS = 500
+
+
+def observed_ratios(session: Session, model: str, limit: int = RECENT_CALLS) -> list[float]:
+    """Billed input ÷ raw cl100k count of the model's most recent answered calls, newest first."""
+    rows = session.execute(
+        select(LLMCall.billed_input_tokens, LLMCall.estimated_input_tokens, Run.calibration)
+        .join(Run, Run.id == LLMCall.run_id)
+        .where(
+            LLMCall.model == model,
+            LLMCall.status == CallOutcome.OK.value,
+            LLMCall.billed_input_tokens.is_not(None),
+        )
+        .order_by(LLMCall.id.desc())
+        .limit(limit)
+    ).all()
+    ratios = (
+        observed_ratio(billed, estimated, calibration)
+        for billed, estimated, calibration in rows
+        if billed is not None
+    )
+    return [r for r in ratios if r is not None]

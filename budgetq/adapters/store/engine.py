@@ -1,0 +1,148 @@
+"""Engines and sessions. Build one engine per process (never share pooled connections across a fork)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from budgetq.errors import ConfigurationError
+from budgetq.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Turn any PostgreSQL URL (``postgres://``, ``postgresql://``, a socket URL) into one for psycopg 3."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ConfigurationError(
+        f"database URL {url.split('@')[-1]!r} is not a PostgreSQL URL; "
+        "set BUDGETQ_DATABASE_URL to postgresql://user:password@host:5432/dbname"
+    )
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """An engine for ``url`` whose pool holds at least ``pool_size`` connections."""
+    try:
+        return create_engine(
+            make_url(sqlalchemy_url(url)),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+        )
+    except ArgumentError as exc:
+        raise ConfigurationError(f"cannot parse the database URL: {exc}") from exc
+
+
+def make_sessions(engine: Engine) -> sessionmaker[Session]:
+    """A session factory bound to ``engine``."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+class ProcessSessions:
+    """A session factory per process, made on first use from the settings' database URL."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool_size: int = 2,
+        *,
+        process: str,
+        missing_url: Callable[[str], BaseException] = ConfigurationError,
+    ) -> None:
+        self.settings = settings
+        self.pool_size = pool_size
+        # ``process`` names who needs the URL in the error; a worker passes SystemExit to stop there.
+        self._process = process
+        self._missing_url = missing_url
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._sessions: sessionmaker[Session] | None = None
+
+    def get(self) -> sessionmaker[Session]:
+        """The session factory of the current process."""
+        with self._lock:
+            if self._sessions is None or self._pid != os.getpid():
+                if not self.settings.database_url:
+                    raise self._missing_url(f"set BUDGETQ_DATABASE_URL before starting {self._process}")
+                engine = make_engine(self.settings.database_url, pool_size=self.pool_size)
+                self._sessions, self._pid = make_sessions(engine), os.getpid()
+            return self._sessions
+
+
+@contextmanager
+def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """One session in one transaction: committed on success, rolled back on any error."""
+    with sessions() as session, session.begin():
+        yield session
+
+
+def _migrate(url: str, revision: str, *, up: bool) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util import CommandError
+    from sqlalchemy.exc import OperationalError
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["database_url"] = url
+    try:
+        (command.upgrade if up else command.downgrade)(config, revision)
+    except CommandError as exc:
+        raise ConfigurationError(f"cannot migrate to revision {revision!r}: {exc}") from exc
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise ConfigurationError(
+            f"cannot reach PostgreSQL at {make_url(sqlalchemy_url(url)).render_as_string()}: {reason}"
+        ) from exc
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Run the Alembic migrations up to ``revision`` against ``url``."""
+    _migrate(url, revision, up=True)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Run the Alembic migrations down to ``revision`` against ``url``."""
+    _migrate(url, revision, up=False)
+
+
+def ensure_migrated(engine: Engine) -> None:
+    """Raise ConfigurationError, naming the fix, unless the database is at this code's schema revision."""
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    if current != heads:
+        at = ", ".join(sorted(current)) or "no budgetq schema"
+        raise ConfigurationError(
+            f"the database at {engine.url.render_as_string()} has {at}, this budgetq needs revision "
+            f"{', '.join(sorted(heads))}: run `budgetq db upgrade`"
+        )
+
+
+def ping(engine: Engine) -> None:
+    """Check the database answers; raise ConfigurationError with the reason when it does not."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
+        # The driver's first line says why; SQLAlchemy's wrapping adds lines and a link.
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigurationError(
+            f"cannot reach PostgreSQL at {engine.url.render_as_string()}: {reason}"
+        ) from exc

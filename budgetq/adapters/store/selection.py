@@ -1,0 +1,71 @@
+"""A selector (``budgetq.domain.selector``) as a SQL condition on ``issues``, and the checks around it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.orm import Session
+
+from budgetq.adapters.store.models import Issue, Run, RunIssue
+from budgetq.domain.selector import Selector, SelectorKind
+from budgetq.domain.statuses import IssueStatus, RunStatus
+from budgetq.errors import NotFoundError
+
+
+def issue_filter(set_id: int, selector: Selector) -> ColumnElement[bool]:
+    """The WHERE condition on ``issues`` for the selected issues of the set."""
+    in_set = Issue.set_id == set_id
+    if selector.kind is SelectorKind.PRIORITY:
+        return and_(in_set, Issue.priority == selector.priority)
+    if selector.kind is SelectorKind.ISSUES:
+        return and_(in_set, Issue.id.in_(selector.issue_ids))
+    if selector.kind is SelectorKind.FAILED:
+        # Each issue's status in the latest of the set's runs that covered it.
+        latest = (
+            select(RunIssue.issue_id, RunIssue.status)
+            .join(Run, Run.id == RunIssue.run_id)
+            .where(Run.set_id == set_id)
+            .ext(distinct_on(RunIssue.issue_id))
+            .order_by(RunIssue.issue_id, RunIssue.run_id.desc())
+            .subquery()
+        )
+        failed = select(latest.c.issue_id).where(latest.c.status == IssueStatus.FAILED.value)
+        return and_(in_set, Issue.id.in_(failed))
+    if selector.kind is SelectorKind.UNANSWERED:
+        # Answered by any run, or waiting in a run still going: either way not to be sent again.
+        taken = exists().where(
+            RunIssue.issue_id == Issue.id,
+            (RunIssue.status == IssueStatus.ANSWERED.value)
+            | (
+                (RunIssue.status == IssueStatus.PENDING.value)
+                & RunIssue.run_id.in_(select(Run.id).where(Run.status == RunStatus.RUNNING.value))
+            ),
+        )
+        return and_(in_set, ~taken)
+    return in_set
+
+
+def count_selected(session: Session, set_id: int, selector: Selector) -> int:
+    """How many of the set's issues the selector picks."""
+    return session.scalar(select(func.count()).select_from(Issue).where(issue_filter(set_id, selector))) or 0
+
+
+def unknown_ids(session: Session, set_id: int, issue_ids: Sequence[int]) -> list[int]:
+    """Those of ``issue_ids`` that are not issues of the set."""
+    found = set(session.scalars(select(Issue.id).where(Issue.set_id == set_id, Issue.id.in_(issue_ids))))
+    return [i for i in issue_ids if i not in found]
+
+
+def require_known(session: Session, set_id: int, set_name: str, selector: Selector) -> None:
+    """Raise NotFoundError naming the listed ids that are not in the set."""
+    if selector.kind is not SelectorKind.ISSUES:
+        return
+    unknown = unknown_ids(session, set_id, selector.issue_ids)
+    if unknown:
+        shown = ", ".join(str(i) for i in unknown[:10])
+        raise NotFoundError(
+            f"{len(unknown)} of the listed issue ids are not in set {set_name!r}: {shown}; "
+            "ids are the numbers in run_issues.issue_id and results.issue_id"
+        )
