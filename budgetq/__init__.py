@@ -9,15 +9,16 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from budgetq.adapters.llm.client import BudgetAwareLLMClient, LLMCallResult, ReplayMode
+    from budgetq.adapters.llm.client import LLMCallResult, ReplayMode
     from budgetq.domain.budget import TokenBudget
     from budgetq.errors import BudgetExceededError, BudgetqError
+    from budgetq.seed import BudgetAwareLLMClient
 
 _EXPORTS = {
     "TokenBudget": "budgetq.domain.budget",
     "BudgetExceededError": "budgetq.errors",
     "BudgetqError": "budgetq.errors",
-    "BudgetAwareLLMClient": "budgetq.adapters.llm.client",
+    "BudgetAwareLLMClient": "budgetq.seed",
     "LLMCallResult": "budgetq.adapters.llm.client",
     "ReplayMode": "budgetq.adapters.llm.client",
 }

@@ -31,6 +31,8 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
+# Celery's -A loads a module attribute: this module is the scheduler's entry point, where its settings
+# are read from the environment.
 settings = Settings()
 app = create_app(settings)
 observability.install(settings, queues=(LLM_QUEUE, SCHEDULER_QUEUE))

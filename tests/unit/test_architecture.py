@@ -29,6 +29,7 @@ LAYERS = (
     ("budgetq.cli", "cli"),
     ("budgetq.errors", "errors"),
     ("budgetq.settings", "settings"),
+    ("budgetq.seed", "facade"),
     ("worker", "worker"),
     ("scheduler", "scheduler"),
     ("budgetq", "facade"),  # budgetq/__init__.py: the seed's public names, loaded lazily
@@ -44,7 +45,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cli": frozenset({"errors", "settings", "domain", "adapters", "services", "cli", "facade"}),
     "worker": frozenset({"errors", "settings", "domain", "adapters", "services", "worker"}),
     "scheduler": frozenset({"errors", "settings", "domain", "adapters", "services", "scheduler"}),
-    "facade": frozenset({"errors", "domain", "adapters"}),
+    "facade": frozenset({"errors", "settings", "domain", "adapters", "facade"}),
 }
 # The CLI may start the stand-in and embedded servers, but only from inside a function.
 LAZY_ONLY = {("cli", "devtools")}

@@ -60,7 +60,7 @@ class BudgetAwareLLMClient:
         *,
         model: str | None = None,
         temperature: float | None = None,
-        settings: Settings | None = None,
+        settings: Settings,
         base_url: str | None = None,
         api_key: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -68,7 +68,7 @@ class BudgetAwareLLMClient:
         sdk: anthropic.Anthropic | None = None,
         cassettes: CassetteLibrary | None = None,
     ) -> None:
-        self.settings = settings or Settings()
+        self.settings = settings
         self.spec: ModelSpec = get_model(model or self.settings.model)
         self.budget = budget if budget is not None else TokenBudget(max_tokens=self.spec.context_window)
         self.mode = mode
