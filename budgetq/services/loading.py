@@ -1,0 +1,269 @@
+"""Loading a data-quality tool's result files: finding them, telling the tool, reading them, storing.
+
+A dbt manifest can run to hundreds of MB; it is streamed with ijson (its C parser, yajl2_c), keeping
+only the failing tests' nodes and a few fields of each model and source, so memory follows the
+number of failing tests and models, not the file's size (see docs/benchmarks.md for the figures).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import ijson
+from sqlalchemy.orm import Session, sessionmaker
+
+from budgetq.adapters.store.snapshots import SnapshotReport, ToolIssue, load_tool_issues
+from budgetq.domain.loaders import dbt, elementary, gx, soda
+from budgetq.domain.loaders.detect import LoadFormat, json_format, row_format
+from budgetq.domain.loaders.finding import Parsed
+from budgetq.domain.loaders.priority import PriorityMap, priority_of
+from budgetq.domain.loaders.text import issue_text
+from budgetq.errors import IngestError
+
+RUN_RESULTS = "run_results.json"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ToolLoad:
+    """A tool load's outcome: what the file held and what the store did with it."""
+
+    source: str
+    path: Path
+    parsed: Parsed
+    stored: SnapshotReport | None
+    rejected: tuple[str, ...]
+
+
+def resolve_path(path: Path) -> Path:
+    """The result file ``path`` names: itself, or a folder's (or its ``target/``'s) run_results.json."""
+    if path.is_dir():
+        for candidate in (path / RUN_RESULTS, path / "target" / RUN_RESULTS):
+            if candidate.is_file():
+                return candidate
+        raise IngestError(
+            f"{path} is a folder without {RUN_RESULTS} (nor target/{RUN_RESULTS}): run dbt test first"
+        )
+    if not path.exists():
+        raise IngestError(f"cannot read {path}: no such file or folder")
+    return path
+
+
+def sniff(path: Path, declared: LoadFormat | None) -> LoadFormat:
+    """The format of ``path`` from its first bytes (and, for JSON, its keys); ``declared`` is checked."""
+    with _open(path) as handle:
+        head = handle.read(4096).lstrip("\ufeff \t\r\n")
+    if not head:
+        raise IngestError(f"{path} is empty: nothing to load")
+    if head[0] == "{" and (declared in (LoadFormat.JSONL, None) and _is_jsonl(path)):
+        first = json.loads(head.splitlines()[0])
+        found = row_format(set(first) if isinstance(first, dict) else set(), LoadFormat.JSONL)
+    elif head[0] in "{[":
+        found = json_format(_read_json(path))
+    else:
+        header = next(csv.reader([head.splitlines()[0]]), [])
+        found = row_format({h.strip().lower() for h in header}, LoadFormat.CSV)
+    if (
+        declared is not None
+        and declared is not found
+        and not (
+            declared in (LoadFormat.CSV, LoadFormat.JSONL) and found in (LoadFormat.CSV, LoadFormat.JSONL)
+        )
+    ):
+        raise IngestError(f"{path.name} is a {found.value} file, not {declared.value} as --from says")
+    return declared or found
+
+
+def row_file_format(path: Path, suffix: LoadFormat) -> LoadFormat:
+    """ELEMENTARY when a CSV/JSONL file's first record names Elementary's columns, else ``suffix``."""
+    with _open(path) as handle:
+        first = handle.readline().lstrip("\ufeff").strip()
+    if not first:
+        return suffix
+    if suffix is LoadFormat.JSONL:
+        try:
+            record = json.loads(first)
+        except ValueError:
+            return suffix
+        return row_format(set(record) if isinstance(record, dict) else set(), suffix)
+    return row_format({h.strip().lower() for h in next(csv.reader([first]), [])}, suffix)
+
+
+def load_priority_map(path: Path | None) -> PriorityMap | None:
+    """The mapping file at ``path`` (TOML), checked; None when no file is given."""
+    if path is None:
+        return None
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise IngestError(f"cannot read the priority map {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise IngestError(f"the priority map {path} is not valid TOML: {exc}") from exc
+    return PriorityMap.from_document(document, str(path))
+
+
+def parse_file(path: Path, fmt: LoadFormat, manifest: Path | None = None) -> Parsed:
+    """Read the result file ``path`` of the tool ``fmt`` into findings."""
+    if fmt is LoadFormat.DBT:
+        document = _read_object(path)
+        dbt.run_results_version(document)
+        found = manifest or _manifest_beside(path)
+        index = read_manifest(found, dbt.failing_ids(document)) if found is not None else None
+        return dbt.parse_run_results(document, index)
+    if fmt is LoadFormat.GX:
+        return gx.parse_gx(_read_object(path))
+    if fmt is LoadFormat.SODA:
+        return soda.parse_soda(_read_object(path))
+    if fmt is LoadFormat.ELEMENTARY:
+        with _open(path) as head:
+            first = head.read(1)
+        if first == "{" and not _is_jsonl(path):
+            return elementary.parse_report(_read_object(path))
+        return elementary.parse_table_rows(_table_rows(path))
+    raise IngestError(f"{fmt.value} is not a tool format")
+
+
+def read_manifest(path: Path, wanted: frozenset[str]) -> dbt.ManifestIndex:
+    """Stream ``manifest.json``: its invocation id, the ``wanted`` test nodes and every model and source."""
+    kept: dict[str, Mapping[str, object]] = {}
+    try:
+        with path.open("rb") as handle:
+            metadata: object = next(ijson.items(handle, "metadata"), {})
+        with path.open("rb") as handle:
+            for key, node in ijson.kvitems(handle, "nodes", use_float=True):
+                if key in wanted or not str(key).startswith("test."):
+                    kept[key] = dbt.keep_node(node)
+        with path.open("rb") as handle:
+            for key, node in ijson.kvitems(handle, "sources", use_float=True):
+                kept[key] = dbt.keep_node(node)
+    except OSError as exc:
+        raise IngestError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (ijson.JSONError, ijson.IncompleteJSONError) as exc:
+        raise IngestError(f"{path} is not valid JSON (truncated?): {exc}; nothing was loaded") from exc
+    if not isinstance(metadata, dict) or "/manifest/" not in str(metadata.get("dbt_schema_version", "")):
+        raise IngestError(f"{path} is not a dbt manifest (no metadata.dbt_schema_version naming a manifest)")
+    # Only the failing tests and what they test are kept past the stream.
+    tests = {k: v for k, v in kept.items() if k in wanted}
+    tested = dbt.tested_ids(tests)
+    slim = {**tests, **{k: v for k, v in kept.items() if k in tested}}
+    invocation = metadata.get("invocation_id")
+    return dbt.ManifestIndex(str(invocation) if invocation else None, slim)
+
+
+def to_issues(
+    parsed: Parsed, mapping: PriorityMap | None, max_detail_chars: int, max_text_chars: int
+) -> tuple[list[ToolIssue], tuple[str, ...]]:
+    """The findings as issues to store, and the reasons for those that cannot be (repeated id, too long)."""
+    issues: list[ToolIssue] = []
+    rejected: list[str] = []
+    seen: set[str] = set()
+    for f in parsed.findings:
+        if f.external_id in seen:
+            rejected.append(f"{f.external_id}: the file holds this check twice; the first was kept")
+            continue
+        seen.add(f.external_id)
+        text = issue_text(f, max_detail_chars=max_detail_chars)
+        if len(text) > max_text_chars:
+            text = text[:max_text_chars]
+        issues.append(
+            ToolIssue(
+                f.external_id,
+                priority_of(f, mapping),
+                text,
+                f.source.value,
+                f.dataset,
+                f.column,
+                f.check_name,
+                f.owner,
+                f.tags,
+            )
+        )
+    return issues, tuple(rejected)
+
+
+def load_tool_file(
+    sessions: sessionmaker[Session],
+    path: Path,
+    fmt: LoadFormat,
+    set_name: str,
+    *,
+    snapshot: bool,
+    nightly: bool,
+    manifest: Path | None,
+    mapping: PriorityMap | None,
+    max_detail_chars: int,
+    max_text_chars: int,
+) -> ToolLoad:
+    """Parse ``path`` and store its findings into the set; a file with no failing check stores nothing
+    unless it is a snapshot (which then resolves every open check of the set)."""
+    parsed = parse_file(path, fmt, manifest)
+    issues, rejected = to_issues(parsed, mapping, max_detail_chars, max_text_chars)
+    stored = None
+    if issues or snapshot:
+        stored = load_tool_issues(sessions, set_name, issues, snapshot=snapshot, nightly=nightly)
+    return ToolLoad(fmt.value, path, parsed, stored, rejected)
+
+
+def _manifest_beside(run_results: Path) -> Path | None:
+    for candidate in (run_results.parent / MANIFEST, run_results.parent / "target" / MANIFEST):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _open(path: Path) -> IO[str]:
+    try:
+        return path.open(encoding="utf-8-sig", errors="replace", newline="")
+    except OSError as exc:
+        raise IngestError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _is_jsonl(path: Path) -> bool:
+    """True when the file's first line is a whole JSON object and more lines follow (JSON Lines)."""
+    with _open(path) as handle:
+        first = handle.readline()
+        second = handle.readline()
+    try:
+        json.loads(first)
+    except ValueError:
+        return False
+    return bool(second.strip())
+
+
+def _read_json(path: Path) -> object:
+    with _open(path) as handle:
+        try:
+            return json.load(handle)
+        except ValueError as exc:
+            raise IngestError(
+                f"{path.name} is not valid JSON (truncated or damaged?): {exc}; nothing was loaded"
+            ) from exc
+
+
+def _read_object(path: Path) -> dict[str, object]:
+    document = _read_json(path)
+    if not isinstance(document, dict):
+        raise IngestError(f"{path.name} holds a JSON {type(document).__name__}, not a result object")
+    return document
+
+
+def _table_rows(path: Path) -> Iterator[Mapping[str, object]]:
+    with _open(path) as handle:
+        if handle.read(1) == "{":
+            handle.seek(0)
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError as exc:
+                        raise IngestError(f"{path.name} line {number}: not valid JSON: {exc}") from exc
+            return
+        handle.seek(0)
+        csv.field_size_limit(1 << 30)
+        yield from csv.DictReader(handle)
