@@ -1,4 +1,4 @@
-"""The tool readers (budgetq.domain.loaders and the file side in budgetq.services.loading) on hand-made fixtures."""
+"""The tool readers (budgetq.domain.loaders, and the file side in services.loading) on hand-made fixtures."""
 
 from __future__ import annotations
 
