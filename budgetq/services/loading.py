@@ -137,8 +137,11 @@ def read_manifest(path: Path, wanted: frozenset[str]) -> dbt.ManifestIndex:
             metadata: object = next(ijson.items(handle, "metadata"), {})
         with path.open("rb") as handle:
             for key, node in ijson.kvitems(handle, "nodes", use_float=True):
-                if key in wanted or not str(key).startswith("test."):
+                if key in wanted:
                     kept[key] = dbt.keep_node(node)
+                elif not str(key).startswith("test."):
+                    # A model's SQL is never shown; only its name, relation, description and owner are.
+                    kept[key] = {**dbt.keep_node(node), "compiled": None}
         with path.open("rb") as handle:
             for key, node in ijson.kvitems(handle, "sources", use_float=True):
                 kept[key] = dbt.keep_node(node)
