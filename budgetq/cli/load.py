@@ -142,8 +142,10 @@ def load(
         load_tool(settings, file, kind, set_name, snapshot, nightly, manifest, priority_map, as_json)
         return
     if snapshot:
-        fail_line("--snapshot needs a tool's result file (dbt, gx, soda, elementary); CSV/JSONL rows append")
-        raise typer.Exit(2)
+        from budgetq.cli.load_tools import load_rows_snapshot
+
+        load_rows_snapshot(settings, file, kind, set_name, nightly, as_json)
+        return
     try:
         with database(settings) as (_, sessions):
             report = load_path(

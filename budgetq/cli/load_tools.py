@@ -14,10 +14,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from budgetq.adapters.store.snapshots import load_tool_issues
 from budgetq.cli.environment import console, database, fail
 from budgetq.domain.loaders.detect import LoadFormat
-from budgetq.errors import BudgetqError
-from budgetq.services.loading import ToolLoad, load_priority_map, load_tool_file, resolve_path
+from budgetq.errors import BudgetqError, IngestError
+from budgetq.services.loading import (
+    ToolLoad,
+    load_priority_map,
+    load_tool_file,
+    read_snapshot_rows,
+    resolve_path,
+)
 from budgetq.settings import Settings
 
 out = Console(highlight=False)
@@ -89,6 +96,45 @@ def load_tool(
             console.print(f"[yellow]refused:[/yellow] {escape(reason)}", soft_wrap=True)
     if refused:
         raise typer.Exit(1)
+
+
+def load_rows_snapshot(
+    settings: Settings, path: Path, kind: LoadFormat, set_name: str, nightly: bool, as_json: bool
+) -> None:
+    """A CSV/JSONL file as a snapshot of the set: every row needs an external_id, and any rejected row
+    loads nothing (a row left out would otherwise resolve its issue)."""
+    try:
+        issues, rejected = read_snapshot_rows(path, kind, settings.ingest_max_text_chars)
+        if rejected:
+            for rejection in rejected[:50]:
+                console.print(f"line {rejection.line}: {escape(rejection.reason)}", soft_wrap=True)
+            raise IngestError(
+                f"--snapshot: {len(rejected):,} rows of {path.name} rejected (listed above), so nothing was "
+                "loaded: a row left out would resolve its issue"
+            )
+        with database(settings) as (_, sessions):
+            stored = load_tool_issues(sessions, set_name, issues, snapshot=True, nightly=nightly)
+    except BudgetqError as exc:
+        raise fail(exc) from exc
+    data = {
+        "source": kind.value,
+        "set": set_name,
+        "set_id": stored.set_id,
+        "read": len(issues),
+        "loaded": stored.loaded,
+        "rejected": 0,
+        "skipped_passing": 0,
+        **{k: getattr(stored, k) for k in ("inserted", "changed", "unchanged", "reopened", "resolved")},
+    }
+    if as_json:
+        out.print_json(data=data)
+    else:
+        out.print(
+            f"snapshot of {set_name!r}: {stored.inserted:,} inserted, "
+            f"{stored.changed:,} changed (due again), {stored.reopened:,} reopened, "
+            f"{stored.unchanged:,} unchanged, {stored.resolved:,} resolved",
+            soft_wrap=True,
+        )
 
 
 def _print_human(data: dict[str, object], load: ToolLoad, snapshot: bool) -> None:

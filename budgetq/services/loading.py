@@ -1,8 +1,6 @@
 """Loading a data-quality tool's result files: finding them, telling the tool, reading them, storing.
 
-A dbt manifest can run to hundreds of MB; it is streamed with ijson (its C parser, yajl2_c), keeping
-only the failing tests' nodes and a few fields of each model and source, so memory follows the
-number of failing tests and models, not the file's size (see docs/benchmarks.md for the figures).
+A dbt manifest is streamed (``budgetq.services.manifests``), never read whole.
 """
 
 from __future__ import annotations
@@ -15,19 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import ijson
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.store.snapshots import SnapshotReport, ToolIssue, load_tool_issues
+from budgetq.domain import ingest
 from budgetq.domain.loaders import dbt, elementary, gx, soda
 from budgetq.domain.loaders.detect import LoadFormat, json_format, row_format
 from budgetq.domain.loaders.finding import Parsed
 from budgetq.domain.loaders.priority import PriorityMap, priority_of
 from budgetq.domain.loaders.text import issue_text
 from budgetq.errors import IngestError
+from budgetq.services.manifests import manifest_beside, read_manifest
 
 RUN_RESULTS = "run_results.json"
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -113,7 +111,7 @@ def parse_file(path: Path, fmt: LoadFormat, manifest: Path | None = None) -> Par
     if fmt is LoadFormat.DBT:
         document = _read_object(path)
         dbt.run_results_version(document)
-        found = manifest or _manifest_beside(path)
+        found = manifest or manifest_beside(path)
         index = read_manifest(found, dbt.failing_ids(document)) if found is not None else None
         return dbt.parse_run_results(document, index)
     if fmt is LoadFormat.GX:
@@ -127,36 +125,6 @@ def parse_file(path: Path, fmt: LoadFormat, manifest: Path | None = None) -> Par
             return elementary.parse_report(_read_object(path))
         return elementary.parse_table_rows(_table_rows(path))
     raise IngestError(f"{fmt.value} is not a tool format")
-
-
-def read_manifest(path: Path, wanted: frozenset[str]) -> dbt.ManifestIndex:
-    """Stream ``manifest.json``: its invocation id, the ``wanted`` test nodes and every model and source."""
-    kept: dict[str, Mapping[str, object]] = {}
-    try:
-        with path.open("rb") as handle:
-            metadata: object = next(ijson.items(handle, "metadata"), {})
-        with path.open("rb") as handle:
-            for key, node in ijson.kvitems(handle, "nodes", use_float=True):
-                if key in wanted:
-                    kept[key] = dbt.keep_node(node)
-                elif not str(key).startswith("test."):
-                    # A model's SQL is never shown; only its name, relation, description and owner are.
-                    kept[key] = {**dbt.keep_node(node), "compiled": None}
-        with path.open("rb") as handle:
-            for key, node in ijson.kvitems(handle, "sources", use_float=True):
-                kept[key] = dbt.keep_node(node)
-    except OSError as exc:
-        raise IngestError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (ijson.JSONError, ijson.IncompleteJSONError) as exc:
-        raise IngestError(f"{path} is not valid JSON (truncated?): {exc}; nothing was loaded") from exc
-    if not isinstance(metadata, dict) or "/manifest/" not in str(metadata.get("dbt_schema_version", "")):
-        raise IngestError(f"{path} is not a dbt manifest (no metadata.dbt_schema_version naming a manifest)")
-    # Only the failing tests and what they test are kept past the stream.
-    tests = {k: v for k, v in kept.items() if k in wanted}
-    tested = dbt.tested_ids(tests)
-    slim = {**tests, **{k: v for k, v in kept.items() if k in tested}}
-    invocation = metadata.get("invocation_id")
-    return dbt.ManifestIndex(str(invocation) if invocation else None, slim)
 
 
 def to_issues(
@@ -213,11 +181,39 @@ def load_tool_file(
     return ToolLoad(fmt.value, path, parsed, stored, rejected)
 
 
-def _manifest_beside(run_results: Path) -> Path | None:
-    for candidate in (run_results.parent / MANIFEST, run_results.parent / "target" / MANIFEST):
-        if candidate.is_file():
-            return candidate
-    return None
+def read_snapshot_rows(
+    path: Path, fmt: LoadFormat, max_text_chars: int
+) -> tuple[list[ToolIssue], list[ingest.Rejection]]:
+    """A CSV/JSONL file's rows as issues for a snapshot, and its rejected rows; a snapshot row needs an
+    ``external_id`` (the identity that says which checks are gone)."""
+    issues: list[ToolIssue] = []
+    rejected: list[ingest.Rejection] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as lines:
+            for outcome in ingest.check_rows(
+                ingest.read_rows(lines, fmt.value), max_text_chars=max_text_chars
+            ):
+                if isinstance(outcome, ingest.Rejection):
+                    rejected.append(outcome)
+                elif outcome.external_id is None:
+                    rejected.append(ingest.Rejection(outcome.line, "a --snapshot row needs an external_id"))
+                else:
+                    issues.append(
+                        ToolIssue(
+                            outcome.external_id,
+                            outcome.priority,
+                            outcome.text,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            (),
+                        )
+                    )
+    except OSError as exc:
+        raise IngestError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return issues, rejected
 
 
 def _open(path: Path) -> IO[str]:

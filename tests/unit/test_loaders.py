@@ -13,7 +13,8 @@ from budgetq.domain.loaders.finding import CheckStatus, Finding, SourceTool
 from budgetq.domain.loaders.priority import PriorityMap, priority_of
 from budgetq.domain.loaders.text import issue_text
 from budgetq.errors import IngestError
-from budgetq.services.loading import parse_file, read_manifest, resolve_path, sniff, to_issues
+from budgetq.services.loading import parse_file, resolve_path, sniff, to_issues
+from budgetq.services.manifests import read_manifest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "loaders"
 DBT = FIXTURES / "dbt_target"

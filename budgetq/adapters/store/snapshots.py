@@ -41,7 +41,7 @@ class ToolIssue(NamedTuple):
     external_id: str
     priority: int
     text: str
-    source: str
+    source: str | None  # None: a CSV/JSONL row
     dataset: str | None
     column_name: str | None
     check_name: str | None

@@ -206,3 +206,23 @@ def test_cost_reports_by_owner_tag_dataset_and_source_run_on_a_loaded_set(
         )
         assert outcome.code == 0, outcome
         assert isinstance(json.loads(outcome.stdout), dict | list)
+
+
+def test_a_csv_snapshot_needs_every_row_good_and_resolves_the_rows_left_out(
+    run_budgetq: Budgetq, database_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "issues.csv"
+    set_name = _name("csv-snap")
+    path.write_text("external_id,priority,text\na,10,first\nb,5,second\n")
+    code, first = _load(run_budgetq, database_url, str(path), "--set", set_name, "--snapshot")
+    assert (code, first["inserted"]) == (0, 2)
+    path.write_text("external_id,priority,text\na,10,first changed\nc,5,third\n")
+    code, second = _load(run_budgetq, database_url, str(path), "--set", set_name, "--snapshot")
+    assert (second["inserted"], second["changed"], second["resolved"]) == (1, 1, 1)
+    # A bad row, or one without an id, loads nothing: leaving it out would resolve its issue.
+    path.write_text("external_id,priority,text\na,10,first changed\n,5,no id\n")
+    outcome = run_budgetq(
+        "load", str(path), "--set", set_name, "--snapshot", BUDGETQ_DATABASE_URL=database_url
+    )
+    assert outcome.code == 2
+    outcome.one_error_line("nothing was loaded")
