@@ -121,7 +121,8 @@ def parse_file(path: Path, fmt: LoadFormat, manifest: Path | None = None) -> Par
     if fmt is LoadFormat.ELEMENTARY:
         with _open(path) as head:
             first = head.read(1)
-        if first == "{" and not _is_jsonl(path):
+        rows_file = path.suffix.lower() in (".csv", ".jsonl", ".ndjson")
+        if first == "{" and not rows_file and not _is_jsonl(path):
             return elementary.parse_report(_read_object(path))
         return elementary.parse_table_rows(_table_rows(path))
     raise IngestError(f"{fmt.value} is not a tool format")
