@@ -19,7 +19,7 @@ from budgetq.adapters.store.snapshots import SnapshotReport, ToolIssue, load_too
 from budgetq.domain import ingest
 from budgetq.domain.loaders import dbt, elementary, gx, soda
 from budgetq.domain.loaders.detect import LoadFormat, json_format, row_format
-from budgetq.domain.loaders.finding import Parsed
+from budgetq.domain.loaders.finding import Parsed, short_hash
 from budgetq.domain.loaders.priority import PriorityMap, priority_of
 from budgetq.domain.loaders.text import issue_text
 from budgetq.errors import IngestError
@@ -140,12 +140,16 @@ def to_issues(
             rejected.append(f"{f.external_id}: the file holds this check twice; the first was kept")
             continue
         seen.add(f.external_id)
+        external = f.external_id
+        if len(external) > ingest.MAX_EXTERNAL_ID_CHARS:
+            # A unique-index key must stay small; the hash keeps a long id (Elementary's) stable and unique.
+            external = f"{external[: ingest.MAX_EXTERNAL_ID_CHARS - 20]}:{short_hash(external)}"
         text = issue_text(f, max_detail_chars=max_detail_chars)
         if len(text) > max_text_chars:
             text = text[:max_text_chars]
         issues.append(
             ToolIssue(
-                f.external_id,
+                external,
                 priority_of(f, mapping),
                 text,
                 f.source.value,

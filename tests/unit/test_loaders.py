@@ -9,7 +9,7 @@ import pytest
 
 from budgetq.domain.loaders import dbt, gx, soda
 from budgetq.domain.loaders.detect import LoadFormat, json_format
-from budgetq.domain.loaders.finding import CheckStatus, Finding, SourceTool
+from budgetq.domain.loaders.finding import CheckStatus, Finding, Parsed, SourceTool
 from budgetq.domain.loaders.priority import PriorityMap, priority_of
 from budgetq.domain.loaders.text import issue_text
 from budgetq.errors import IngestError
@@ -189,3 +189,25 @@ def test_the_text_is_the_same_every_time_and_cuts_long_sql() -> None:
 def test_the_default_priority_map_is_error_15_fail_10_warn_5() -> None:
     made = [priority_of(Finding(SourceTool.SODA, "x", "c", s)) for s in CheckStatus]
     assert made == [10, 5, 15]
+
+
+def test_an_old_relationships_test_is_tied_to_the_model_its_kwargs_name() -> None:
+    node = {
+        "test_metadata": {
+            "name": "relationships",
+            "kwargs": {"model": "{{ ref('orders') }}", "to": "ref('customers')"},
+        },
+        "depends_on": ["model.shop.orders", "model.shop.customers"],
+        "attached_node": None,
+    }
+    assert dbt.tested_ids({"t": node}) == frozenset({"model.shop.orders"})
+
+
+def test_an_id_too_long_for_the_index_is_shortened_stably() -> None:
+    long_id = "test." + "x" * 600
+    parsed = Parsed(
+        SourceTool.ELEMENTARY, (Finding(SourceTool.ELEMENTARY, long_id, "c", CheckStatus.FAIL),), 1, 0
+    )
+    (first,), _ = to_issues(parsed, None, 100, 1000)
+    (second,), _ = to_issues(parsed, None, 100, 1000)
+    assert len(first.external_id) <= 500 and first.external_id == second.external_id

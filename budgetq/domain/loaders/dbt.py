@@ -33,6 +33,7 @@ _STATUS = {
     "runtime error": CheckStatus.ERROR,
 }
 PASSING = frozenset({"pass", "success", "skipped", "skip", "no-op"})
+_REF = re.compile(r"""(?:ref|source)\(\s*['"]([^'"]+)['"]""")
 _QUIET_META = frozenset({"owner", "budgetq_priority"})
 
 
@@ -94,15 +95,27 @@ def keep_node(node: Mapping[str, object]) -> dict[str, object]:
 
 def tested_ids(kept: Mapping[str, Mapping[str, object]]) -> frozenset[str]:
     """The models and sources the kept test nodes test: the second set of nodes worth keeping."""
-    out: set[str] = set()
-    for node in kept.values():
-        attached = node.get("attached_node")
-        if isinstance(attached, str):
-            out.add(attached)
-        depends = node.get("depends_on")
-        if isinstance(depends, list) and depends:
-            out.add(str(depends[-1]) if attached is None else str(attached))
-    return frozenset(out)
+    return frozenset(t for node in kept.values() if (t := _tested(node)) is not None)
+
+
+def _tested(node: Mapping[str, object]) -> str | None:
+    """The node a test tests: ``attached_node`` (dbt 1.5 on), else the dependency its ``model`` kwarg
+    refers to (a relationships test depends on two models), else its last dependency."""
+    attached = node.get("attached_node")
+    if isinstance(attached, str):
+        return attached
+    depends = node.get("depends_on")
+    if not isinstance(depends, list) or not depends:
+        return None
+    test_metadata = node.get("test_metadata")
+    kwargs = test_metadata.get("kwargs") if isinstance(test_metadata, dict) else None
+    model = kwargs.get("model") if isinstance(kwargs, dict) else None
+    named = _REF.search(model) if isinstance(model, str) else None
+    if named is not None:
+        for candidate in depends:
+            if str(candidate).endswith(f".{named.group(1)}"):
+                return str(candidate)
+    return str(depends[-1])
 
 
 def parse_run_results(document: Mapping[str, object], manifest: ManifestIndex | None) -> Parsed:
@@ -151,10 +164,8 @@ def _finding(result: Mapping[str, object], status: CheckStatus, manifest: Manife
     test_metadata: dict[str, object] = found if isinstance(found, dict) else {}
     kwargs = test_metadata.get("kwargs")
     kwargs = kwargs if isinstance(kwargs, dict) else {}
-    model: Mapping[str, object] = {}
-    if manifest is not None:
-        for key in tested_ids({unique_id: node}):
-            model = manifest.nodes.get(key, {})
+    tested = _tested(node)
+    model: Mapping[str, object] = manifest.nodes.get(tested, {}) if manifest and tested else {}
     meta = node.get("meta") if isinstance(node.get("meta"), dict) else {}
     assert isinstance(meta, dict)
     model_meta = model.get("meta") if isinstance(model.get("meta"), dict) else {}
