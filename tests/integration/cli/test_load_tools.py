@@ -196,6 +196,17 @@ def test_a_file_with_no_failing_check_is_nothing_to_load(
     assert outcome.code == 0 and "nothing to load" in outcome.stdout
 
 
+def test_a_snapshot_with_nothing_failing_resolves_every_open_check(
+    run_budgetq: Budgetq, database_url: str, tmp_path: Path
+) -> None:
+    target = _target(tmp_path)
+    set_name = _name("all-fixed")
+    _load(run_budgetq, database_url, str(target), "--set", set_name, "--snapshot")
+    _results(target, {"test.shop.": ("pass", 0)})
+    code, data = _load(run_budgetq, database_url, str(target), "--set", set_name, "--snapshot")
+    assert (code, data["loaded"], data["resolved"], data["skipped_passing"]) == (0, 0, 3, 4)
+
+
 def test_cost_reports_by_owner_tag_dataset_and_source_run_on_a_loaded_set(
     run_budgetq: Budgetq, database_url: str, tmp_path: Path
 ) -> None:
