@@ -119,7 +119,7 @@ def load(
     snapshot: Annotated[
         bool,
         typer.Option(
-            "--snapshot", help="Tool results only: the set then holds exactly the checks failing now."
+            "--snapshot", help="The set then holds exactly the checks (ids) in PATH; the others are resolved."
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of counts.")] = False,
