@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.store.snapshots import SnapshotReport, ToolIssue, load_tool_issues
 from budgetq.domain import ingest
-from budgetq.domain.loaders import dbt, elementary, gx, soda
+from budgetq.domain.loaders import dbt, elementary, gx, re_data, soda
 from budgetq.domain.loaders.detect import LoadFormat, json_format, row_format
 from budgetq.domain.loaders.finding import Parsed, short_hash
 from budgetq.domain.loaders.priority import PriorityMap, priority_of
@@ -125,6 +125,12 @@ def parse_file(path: Path, fmt: LoadFormat, manifest: Path | None = None) -> Par
         if first == "{" and not rows_file and not _is_jsonl(path):
             return elementary.parse_report(_read_object(path))
         return elementary.parse_table_rows(_table_rows(path))
+    if fmt is LoadFormat.RE_DATA:
+        overview = _read_json(path)
+        if not re_data.is_overview(overview):
+            raise IngestError(f"{path.name} is not a re_data overview (a list of entries with type and data)")
+        assert isinstance(overview, list)
+        return re_data.parse_overview(overview)
     raise IngestError(f"{fmt.value} is not a tool format")
 
 

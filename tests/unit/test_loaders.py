@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from budgetq.domain.loaders import dbt, gx, soda
+from budgetq.domain.loaders import dbt, gx, re_data, soda
 from budgetq.domain.loaders.detect import LoadFormat, json_format
 from budgetq.domain.loaders.finding import CheckStatus, Finding, Parsed, SourceTool
 from budgetq.domain.loaders.priority import PriorityMap, priority_of
@@ -211,3 +211,29 @@ def test_an_id_too_long_for_the_index_is_shortened_stably() -> None:
     (first,), _ = to_issues(parsed, None, 100, 1000)
     (second,), _ = to_issues(parsed, None, 100, 1000)
     assert len(first.external_id) <= 500 and first.external_id == second.external_id
+
+
+def test_re_data_keeps_each_tests_latest_execution() -> None:
+    def entry(status: str, run_at: str, count: str) -> dict[str, object]:
+        data = {
+            "status": status,
+            "test_name": "not_null_orders_id",
+            "run_at": run_at,
+            "failures_count": count,
+        }
+        return {"type": "test", "table_name": "DB.S.orders", "column_name": "id", "data": json.dumps(data)}
+
+    document = [
+        entry("Warn", "2026-11-30", "5"),
+        entry("Fail", "2026-12-01", "9"),
+        {"type": "metric", "table_name": "x", "data": "{}"},
+    ]
+    parsed = re_data.parse_overview(document)
+    (finding,) = parsed.findings
+    assert (parsed.read, finding.status, finding.failing_rows, finding.check_kind) == (
+        1,
+        CheckStatus.FAIL,
+        9,
+        "not_null",
+    )
+    assert re_data.is_overview(document)

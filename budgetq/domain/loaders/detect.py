@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
-from budgetq.domain.loaders import gx
+from budgetq.domain.loaders import gx, re_data
 from budgetq.errors import IngestError
 
 
@@ -18,13 +18,16 @@ class LoadFormat(StrEnum):
     GX = "gx"
     SODA = "soda"
     ELEMENTARY = "elementary"
+    RE_DATA = "re_data"
 
 
-TOOL_FORMATS = (LoadFormat.DBT, LoadFormat.GX, LoadFormat.SODA, LoadFormat.ELEMENTARY)
+TOOL_FORMATS = (LoadFormat.DBT, LoadFormat.GX, LoadFormat.SODA, LoadFormat.ELEMENTARY, LoadFormat.RE_DATA)
 
 
 def json_format(document: object) -> LoadFormat:
     """The tool of a parsed JSON result file; IngestError when it is none of them."""
+    if re_data.is_overview(document):
+        return LoadFormat.RE_DATA
     if not isinstance(document, dict):
         raise IngestError(
             f"the JSON holds a {type(document).__name__}, not an object: not a dbt, Great Expectations, "
@@ -38,6 +41,8 @@ def json_format(document: object) -> LoadFormat:
                 "this is a dbt manifest.json: load the run_results.json beside it (or its folder)"
             )
         return LoadFormat.DBT
+    if "project_dict" in document and "packages" in document:
+        raise IngestError("this is re_data's metadata.json: load the overview.json beside it")
     if "test_results" in document and ("test_results_totals" in document or "creation_time" in document):
         return LoadFormat.ELEMENTARY
     if gx.is_validation(document) or isinstance(document.get("run_results"), dict):
@@ -48,7 +53,7 @@ def json_format(document: object) -> LoadFormat:
     keys = ", ".join(sorted(document)[:8])
     raise IngestError(
         f"cannot tell which tool wrote this JSON (top-level keys: {keys}); "
-        "give --from dbt|gx|soda|elementary, or load a CSV/JSONL with priority,text"
+        "give --from dbt|gx|soda|elementary|re_data, or load a CSV/JSONL with priority,text"
     )
 
 

@@ -15,6 +15,7 @@ class SourceTool(StrEnum):
     GX = "gx"
     SODA = "soda"
     ELEMENTARY = "elementary"
+    RE_DATA = "re_data"
 
 
 class CheckStatus(StrEnum):

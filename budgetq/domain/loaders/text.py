@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from budgetq.domain.loaders.finding import Finding
 
-TOOL_NAMES = {"dbt": "dbt", "gx": "Great Expectations", "soda": "Soda", "elementary": "Elementary"}
+TOOL_NAMES = {
+    "dbt": "dbt",
+    "gx": "Great Expectations",
+    "soda": "Soda",
+    "elementary": "Elementary",
+    "re_data": "re_data",
+}
 
 
 def _cut(value: str, limit: int) -> str:

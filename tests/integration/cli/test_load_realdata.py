@@ -38,6 +38,7 @@ EXPECTED = {
     "great_expectations/gx1.3_mathtosetto_taxi.json": 1,
     "elementary/insightahead_elementary_output.json": 4,
     "elementary/mdakilahmed_elementary_output.json": 17,
+    "re_data/near_dbt_overview.json": 3,
 }
 
 
@@ -48,6 +49,7 @@ def _loadable() -> list[str]:
     found = {str(p.parent.relative_to(REALDATA)) for p in REALDATA.glob("dbt/*/run_results.json")}
     for tool in ("great_expectations", "elementary"):
         found |= {str(p.relative_to(REALDATA)) for p in (REALDATA / tool).glob("*.json")}
+    found |= {str(p.relative_to(REALDATA)) for p in REALDATA.glob("re_data/*overview.json")}
     return sorted(found)
 
 
@@ -99,3 +101,13 @@ def test_a_genuine_file_loads_one_issue_per_failing_check_and_names_it(
         BUDGETQ_DATABASE_URL=database_url,
     )
     assert json.loads(again.stdout)["unchanged"] == data["loaded"]
+
+
+def test_re_datas_metadata_file_is_refused_with_where_to_look(
+    run_budgetq: Budgetq, database_url: str
+) -> None:
+    assert REALDATA is not None
+    metadata = REALDATA / "re_data" / "near_dbt_metadata.json"
+    outcome = run_budgetq("load", str(metadata), "--set", "never", BUDGETQ_DATABASE_URL=database_url)
+    assert outcome.code == 2
+    outcome.one_error_line("overview.json")
