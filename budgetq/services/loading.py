@@ -59,9 +59,8 @@ def sniff(path: Path, declared: LoadFormat | None) -> LoadFormat:
         head = handle.read(4096).lstrip("\ufeff \t\r\n")
     if not head:
         raise IngestError(f"{path} is empty: nothing to load")
-    if head[0] == "{" and (declared in (LoadFormat.JSONL, None) and _is_jsonl(path)):
-        first = json.loads(head.splitlines()[0])
-        found = row_format(set(first) if isinstance(first, dict) else set(), LoadFormat.JSONL)
+    if head[0] == "{" and _is_jsonl(path):
+        found = row_file_format(path, LoadFormat.JSONL)
     elif head[0] in "{[":
         found = json_format(_read_json(path))
     else:

@@ -237,3 +237,13 @@ def test_re_data_keeps_each_tests_latest_execution() -> None:
         "not_null",
     )
     assert re_data.is_overview(document)
+
+
+def test_elementary_rows_in_jsonl_are_told_from_issue_rows_whatever_the_suffix(tmp_path: Path) -> None:
+    path = FIXTURES / "elementary_test_results.jsonl"
+    assert sniff(path, None) is LoadFormat.ELEMENTARY
+    assert sniff(path, LoadFormat.ELEMENTARY) is LoadFormat.ELEMENTARY
+    renamed = tmp_path / "rows.json"
+    renamed.write_text(path.read_text())
+    assert sniff(renamed, None) is LoadFormat.ELEMENTARY
+    assert len(parse_file(path, LoadFormat.ELEMENTARY).findings) == 1
