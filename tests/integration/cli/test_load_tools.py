@@ -172,7 +172,10 @@ def test_bad_tool_files_get_one_clear_line_and_load_nothing(
     document["metadata"]["dbt_schema_version"] = "https://schemas.getdbt.com/dbt/run-results/v9.json"
     other_version.write_text(json.dumps(document))
     set_name = _name("bad")
+    bad_map = tmp_path / "priorities.toml"
+    bad_map.write_text("[status]\nfail = 7\n")
     cases = (
+        ((str(FIXTURES / "dbt_target"), "--priority-map", str(bad_map)), "fail = 7 is not a priority"),
         ((str(truncated),), "not valid JSON"),
         ((str(FIXTURES / "dbt_target"), "--from", "soda"), "is a dbt file, not soda"),
         ((str(other_version),), "supported: run-results v1, v2, v3, v4, v5, v6"),
