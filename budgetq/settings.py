@@ -94,6 +94,8 @@ class Settings(BaseSettings):
 
     # Loading issues: a longer text is rejected with its line number (a cap on a single call's input).
     ingest_max_text_chars: int = Field(default=100_000, ge=1)
+    # A tool-loaded issue's compiled SQL, kwargs or message is cut to this many characters.
+    loader_max_detail_chars: int = Field(default=4_000, ge=100)
 
     # Scheduling and observability.
     # When the beat sends the nightly planning: a 5-field cron line in UTC.

@@ -1,7 +1,10 @@
-"""``budgetq load FILE --set NAME``: bulk-load issues from CSV or JSONL, reporting every rejected row.
+"""``budgetq load PATH --set NAME``: bulk-load issues from CSV/JSONL or from a data-quality tool's results.
 
-Exit codes: 0 every row loaded; 1 some rows rejected (without ``--strict`` the good rows were
-loaded, with it nothing was); 2 the file or the database could not be used at all.
+PATH is a CSV or JSONL file of ``priority,text`` rows, or a result file of dbt (run_results.json, or
+the folder holding it or its target/), Great Expectations, Soda or Elementary, told from its content
+(or named with ``--from``). Exit codes: 0 loaded (or nothing failing: "nothing to load"); 1 some
+rows or checks rejected (without ``--strict`` the good ones were loaded, with it nothing was); 2 the
+file or the database could not be used at all (nothing was loaded).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from budgetq.adapters.store.loading import LoadReport, load_issues
 from budgetq.cli import app
 from budgetq.cli.environment import console, database, fail, fail_line
 from budgetq.domain import ingest
+from budgetq.domain.loaders.detect import TOOL_FORMATS, LoadFormat
 from budgetq.errors import BudgetqError, IngestError
 from budgetq.settings import Settings
 
@@ -49,6 +53,27 @@ def load_path(
         raise IngestError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
+def _format_of(path: Path, source: LoadFormat | None, fmt: str | None) -> LoadFormat:
+    """The format: ``--from`` (checked against the content), ``--format``, the suffix or the content."""
+    from budgetq.services.loading import resolve_path, row_file_format, sniff
+
+    if source is None and fmt is not None:
+        if fmt not in ingest.FORMATS:
+            raise IngestError(f"unknown format {fmt!r}; use one of: {', '.join(ingest.FORMATS)}")
+        return LoadFormat(fmt)
+    if source in (LoadFormat.CSV, LoadFormat.JSONL):
+        return source
+    if source is None and path.suffix.lower() in (".csv", ".jsonl", ".ndjson") and not path.is_dir():
+        # A missing file is reported by the CSV/JSONL loader, as before.
+        suffix = LoadFormat(ingest.format_of(path.name))
+        return row_file_format(path, suffix) if path.is_file() else suffix
+    resolved = resolve_path(path)
+    found = sniff(resolved, source)
+    if found in (LoadFormat.CSV, LoadFormat.JSONL) and source is None:
+        ingest.format_of(resolved.name)  # not JSON and no telling suffix: the loader's own message
+    return found
+
+
 def _print_rejections(report: LoadReport, show: int) -> None:
     table = Table(title=f"{len(report.rejected):,} rejected rows", title_justify="left")
     table.add_column("line", justify="right")
@@ -69,7 +94,14 @@ def _write_rejections(report: LoadReport, path: Path) -> None:
 
 @app.command()
 def load(
-    file: Annotated[Path, typer.Argument(help="A .csv (header: external_id,priority,text) or .jsonl file.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="PATH",
+            help="A .csv (header: external_id,priority,text) or .jsonl file, or a dbt, Great Expectations, "
+            "Soda or Elementary result file (a dbt target/ folder will do).",
+        ),
+    ],
     set_name: Annotated[str, typer.Option("--set", help="The issue set to load into (created if new).")],
     strict: Annotated[bool, typer.Option("--strict", help="Load nothing if any row is rejected.")] = False,
     nightly: Annotated[
@@ -80,9 +112,40 @@ def load(
     ] = None,
     show: Annotated[int, typer.Option(help="Rejected rows to show (all are counted).")] = 50,
     rejected_csv: Annotated[Path | None, typer.Option(help="Write every rejected row to this CSV.")] = None,
+    source: Annotated[
+        LoadFormat | None,
+        typer.Option("--from", help="csv, jsonl, dbt, gx, soda or elementary (default: from the content)."),
+    ] = None,
+    snapshot: Annotated[
+        bool,
+        typer.Option(
+            "--snapshot", help="The set then holds exactly the checks (ids) in PATH; the others are resolved."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of counts.")] = False,
+    manifest: Annotated[
+        Path | None, typer.Option(help="dbt: the manifest.json (default: beside it).")
+    ] = None,
+    priority_map: Annotated[
+        Path | None, typer.Option(help="A TOML file of priorities by check, tag, severity or status.")
+    ] = None,
 ) -> None:
-    """Load issues from FILE into a set with PostgreSQL COPY, in one transaction; bad rows are reported."""
+    """Load issues from PATH into a set with PostgreSQL COPY, in one transaction; bad rows are reported."""
     settings = Settings()
+    try:
+        kind = _format_of(file, source, fmt)
+    except BudgetqError as exc:
+        raise fail(exc) from exc
+    if kind in TOOL_FORMATS:
+        from budgetq.cli.load_tools import load_tool
+
+        load_tool(settings, file, kind, set_name, snapshot, nightly, manifest, priority_map, as_json)
+        return
+    if snapshot:
+        from budgetq.cli.load_tools import load_rows_snapshot
+
+        load_rows_snapshot(settings, file, kind, set_name, nightly, as_json)
+        return
     try:
         with database(settings) as (_, sessions):
             report = load_path(
@@ -92,11 +155,22 @@ def load(
                 max_text_chars=settings.ingest_max_text_chars,
                 strict=strict,
                 nightly=nightly,
-                fmt=fmt,
+                fmt=kind.value,
             )
     except BudgetqError as exc:
         raise fail(exc) from exc
-    if report.rejected:
+    if as_json:
+        out.print_json(
+            data={
+                "source": kind.value,
+                "set": set_name,
+                "read": report.loaded + len(report.rejected),
+                "loaded": report.loaded if report.committed else 0,
+                "rejected": len(report.rejected),
+                "skipped_passing": 0,
+            }
+        )
+    if report.rejected and not as_json:
         _print_rejections(report, show)
         if rejected_csv is not None:
             _write_rejections(report, rejected_csv)
@@ -110,9 +184,10 @@ def load(
         fail_line(reason)
         raise typer.Exit(1)
     new = "new set" if report.created else "existing set"
-    out.print(
-        f"loaded {report.loaded:,} issues into {set_name!r} ({new}, id {report.set_id})", soft_wrap=True
-    )
+    if not as_json:
+        out.print(
+            f"loaded {report.loaded:,} issues into {set_name!r} ({new}, id {report.set_id})", soft_wrap=True
+        )
     if report.rejected:
         console.print(
             f"[yellow]{len(report.rejected):,} rows rejected[/yellow] (listed above); the rest was loaded",

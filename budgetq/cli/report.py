@@ -26,7 +26,8 @@ from budgetq.errors import BudgetqError
 from budgetq.settings import Settings
 
 report_app = typer.Typer(
-    help="Cost and tokens from the SQL cost views: by day, run, set, model or priority, or one run.",
+    help="Cost and tokens from the SQL cost views: by day, run, set, model, priority, owner, tag, dataset "
+    "or source, or one run.",
     no_args_is_help=True,
 )
 app.add_typer(report_app, name="report")
@@ -136,9 +137,13 @@ def print_report(report: Report, fmt: OutputFormat, title: str, *, raw: bool = F
 
 @report_app.command("cost")
 def cost(
-    by: Annotated[CostBy, typer.Option("--by", help="Group by day, run, issue set, model or priority.")] = (
-        CostBy.DAY
-    ),
+    by: Annotated[
+        CostBy,
+        typer.Option(
+            "--by",
+            help="Group by day, run, issue set, model, priority, or the issues' owner, tag, dataset, source.",
+        ),
+    ] = (CostBy.DAY),
     since: Annotated[
         str | None,
         typer.Option(

@@ -83,3 +83,10 @@ class MessageBatchStatus(StrEnum):
     INGESTING = "ingesting"  # it ended; a poller is writing its results under a lease
     INGESTED = "ingested"
     ABANDONED = "abandoned"  # the create call failed or was never confirmed; its batches went back
+
+
+class IssueState(StrEnum):
+    """Whether an issue of a set still stands: a snapshot load resolves the checks no longer failing."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"

@@ -10,7 +10,7 @@ from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.store.models import Issue, IssueSet, IssueTokens
-from budgetq.adapters.store.selection import issue_filter
+from budgetq.adapters.store.selection import issue_filter, open_in_set
 from budgetq.domain.selector import Selector
 from budgetq.errors import NotFoundError
 
@@ -149,7 +149,7 @@ def _stale_issues(set_id: int, encoding: str, version: str) -> Select[int, str]:
 
 def planning_rows(session: Session, set_id: int, selector: Selector | None = None) -> list[IssueRow]:
     """The set's issues in arrival order (only the ``selector``'s, if given), with their cached counts."""
-    where = issue_filter(set_id, selector) if selector is not None else Issue.set_id == set_id
+    where = issue_filter(set_id, selector) if selector is not None else open_in_set(set_id)
     stmt = (
         select(Issue.id, Issue.priority, Issue.chars, IssueTokens.raw_tokens)
         .outerjoin(IssueTokens, IssueTokens.issue_id == Issue.id)

@@ -24,7 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 USD = Numeric(18, 6)
@@ -57,6 +57,7 @@ class Issue(Base):
     __tablename__ = "issues"
     __table_args__ = (
         CheckConstraint("priority IN (15, 10, 5, 1)", name="issues_priority_allowed"),
+        CheckConstraint("state IN ('open', 'resolved')", name="issues_state_allowed"),
         UniqueConstraint("set_id", "external_id", name="issues_set_external_id_key"),
         Index("issues_set_priority_idx", "set_id", "priority"),
     )
@@ -69,6 +70,18 @@ class Issue(Base):
     text: Mapped[str] = mapped_column(Text)
     chars: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = created_now()
+    # Where a tool-loaded issue came from (migration 0009); NULL for CSV/JSONL rows.
+    source: Mapped[str | None] = mapped_column(Text)
+    dataset: Mapped[str | None] = mapped_column(Text)
+    column_name: Mapped[str | None] = mapped_column(Text)
+    check_name: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
+    # open, or resolved: a snapshot load no longer found the check failing (kept, left out of runs).
+    state: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Answers from runs up to this id predate the issue's current text: it is due again.
+    due_after_run: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class IssueTokens(Base):

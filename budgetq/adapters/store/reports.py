@@ -25,6 +25,10 @@ class CostBy(StrEnum):
     SET = "set"
     MODEL = "model"
     PRIORITY = "priority"
+    OWNER = "owner"
+    TAG = "tag"
+    DATASET = "dataset"
+    SOURCE = "source"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,17 @@ CALL_MEASURES = (
     "wasted_cost_usd",
 )
 
+ISSUE_VIEW_MEASURES = (
+    "issues",
+    "calls",
+    "failed_calls",
+    "billed_input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "billed_cost_usd",
+    "would_have_cost_usd",
+)
+
 COST_VIEWS: Mapping[CostBy, CostView] = {
     CostBy.DAY: CostView("cost_by_day", ("day",), CALL_MEASURES, newest_first=True),
     CostBy.RUN: CostView(
@@ -60,21 +75,12 @@ COST_VIEWS: Mapping[CostBy, CostView] = {
     ),
     CostBy.SET: CostView("cost_by_set", ("set_name",), CALL_MEASURES),
     CostBy.MODEL: CostView("cost_by_model", ("model",), CALL_MEASURES),
-    CostBy.PRIORITY: CostView(
-        "cost_by_priority",
-        ("priority",),
-        (
-            "issues",
-            "calls",
-            "failed_calls",
-            "billed_input_tokens",
-            "output_tokens",
-            "cost_usd",
-            "billed_cost_usd",
-            "would_have_cost_usd",
-        ),
-        newest_first=True,
-    ),
+    CostBy.PRIORITY: CostView("cost_by_priority", ("priority",), ISSUE_VIEW_MEASURES, newest_first=True),
+    # Migration 0009: the issues' owner, tag, dataset and source tool (NULL for CSV/JSONL issues).
+    **{
+        by: CostView(f"cost_by_{by.value}", (by.value,), ISSUE_VIEW_MEASURES)
+        for by in (CostBy.OWNER, CostBy.TAG, CostBy.DATASET, CostBy.SOURCE)
+    },
 }
 
 USD_SCALE = Decimal("0.000001")

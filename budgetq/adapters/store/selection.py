@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session
 
 from budgetq.adapters.store.models import Issue, Run, RunIssue
 from budgetq.domain.selector import Selector, SelectorKind
-from budgetq.domain.statuses import IssueStatus, RunStatus
+from budgetq.domain.statuses import IssueState, IssueStatus, RunStatus
 from budgetq.errors import NotFoundError
 
 
 def issue_filter(set_id: int, selector: Selector) -> ColumnElement[bool]:
     """The WHERE condition on ``issues`` for the selected issues of the set."""
-    in_set = Issue.set_id == set_id
+    in_set = open_in_set(set_id)
     if selector.kind is SelectorKind.PRIORITY:
         return and_(in_set, Issue.priority == selector.priority)
     if selector.kind is SelectorKind.ISSUES:
@@ -35,8 +35,10 @@ def issue_filter(set_id: int, selector: Selector) -> ColumnElement[bool]:
         return and_(in_set, Issue.id.in_(failed))
     if selector.kind is SelectorKind.UNANSWERED:
         # Answered by any run, or waiting in a run still going: either way not to be sent again.
+        # An answer from before the issue's text last changed (a snapshot load) does not count.
         taken = exists().where(
             RunIssue.issue_id == Issue.id,
+            RunIssue.run_id > func.coalesce(Issue.due_after_run, 0),
             (RunIssue.status == IssueStatus.ANSWERED.value)
             | (
                 (RunIssue.status == IssueStatus.PENDING.value)
@@ -45,6 +47,11 @@ def issue_filter(set_id: int, selector: Selector) -> ColumnElement[bool]:
         )
         return and_(in_set, ~taken)
     return in_set
+
+
+def open_in_set(set_id: int) -> ColumnElement[bool]:
+    """The set's issues that still stand: a resolved issue is kept for history but never run."""
+    return and_(Issue.set_id == set_id, Issue.state == IssueState.OPEN.value)
 
 
 def count_selected(session: Session, set_id: int, selector: Selector) -> int:
