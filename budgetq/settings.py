@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     rate_limit_max_wait_s: float = Field(default=300.0, gt=0)
     rate_limit_redis_url: str | None = None  # unset: the broker's Redis
 
+    # `budgetq db query`: PostgreSQL cancels a query still running after this long.
+    query_timeout_s: float = Field(default=30.0, gt=0)
+
     # Loading issues: a longer text is rejected with its line number (a cap on a single call's input).
     ingest_max_text_chars: int = Field(default=100_000, ge=1)
 

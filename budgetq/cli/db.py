@@ -51,7 +51,7 @@ def db_query(
     settings = Settings()
     try:
         with read_session(settings) as session:
-            result = read_query(session, sql)
+            result = read_query(session, sql, timeout_s=settings.query_timeout_s)
     except BudgetqError as exc:
         raise fail(exc) from exc
     except DBAPIError as exc:
