@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "BUDGETQ_ANTHROPIC_BASE_URL")
     )
+    # A key goes over plain http:// only to this machine, unless this says the path is trusted.
+    allow_plain_http_base_url: bool = False
     model: str = "claude-sonnet-4-6"
     # live, standin, record or replay; unset: live when a key is set, else the stand-in.
     mode: str | None = None

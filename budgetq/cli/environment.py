@@ -48,6 +48,14 @@ def environment(settings: Settings, *, need_api: bool, need_broker: bool = True)
         raise ConfigurationError(
             "live mode needs ANTHROPIC_API_KEY; set it, or unset BUDGETQ_MODE to use the local stand-in"
         )
+    if need_api:
+        from budgetq.adapters.llm.endpoint import check_base_url
+
+        check_base_url(
+            settings.anthropic_base_url,
+            sends_key=settings.anthropic_api_key is not None,
+            allow_plain_http=settings.allow_plain_http_base_url,
+        )
     # A malformed URL is reported before anything is started.
     if settings.database_url is not None:
         sqlalchemy_url(settings.database_url)
