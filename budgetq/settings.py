@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     nightly_cron: str = "0 2 * * *"
     # Prometheus metrics of a worker or scheduler process on this port (unset: not served).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # The interface they listen on: this machine only, unless a private network opts in (compose: 0.0.0.0).
+    metrics_host: str = "127.0.0.1"
     # Logs of worker and scheduler processes: one JSON object per line (json) or plain text (text).
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
