@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     data_dir: Path = Path(".budgetq")
+    # A PostgreSQL host that accepts the connection but never answers is given up after this long; a
+    # statement still running after db_statement_timeout_s is cancelled by PostgreSQL (migrations excepted).
+    db_connect_timeout_s: float = Field(default=10.0, gt=0)
+    db_statement_timeout_s: float | None = Field(default=600.0, gt=0)
 
     # The Messages API. No key means the local stand-in.
     anthropic_api_key: SecretStr | None = Field(

@@ -25,7 +25,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     settings = Settings()
     try:
         with environment(settings, need_api=False, need_broker=False) as env:
-            upgrade(env.database_url, revision)
+            upgrade(env.database_url, revision, connect_timeout_s=settings.db_connect_timeout_s)
     except BudgetqError as exc:
         raise fail(exc) from exc
     console.print(f"database at {revision}")

@@ -13,6 +13,7 @@ from rich.markup import escape
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.store.engine import (
+    DatabaseTimeouts,
     ensure_migrated,
     make_engine,
     make_sessions,
@@ -105,8 +106,8 @@ def database(
     (as the demo does), a configured one must already be at this code's revision."""
     with environment(settings, need_api=need_api, need_broker=need_broker) as env:
         if settings.database_url is None:
-            upgrade(env.database_url)
-        engine = make_engine(env.database_url)
+            upgrade(env.database_url, connect_timeout_s=settings.db_connect_timeout_s)
+        engine = make_engine(env.database_url, timeouts=DatabaseTimeouts.of(settings))
         try:
             ping(engine)
             ensure_migrated(engine)
