@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import typer
 
 app = typer.Typer(
@@ -17,6 +20,9 @@ def main() -> None:
     from budgetq.cli import db, demo, load, report, runs  # noqa: F401 - importing a command module registers it
     from budgetq.cli.environment import fail_line, outage_line
 
+    # SIGTERM ends the command as Ctrl-C does: through every `finally`, so embedded servers, the stand-in
+    # and workers it started are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except Exception as exc:
@@ -25,3 +31,7 @@ def main() -> None:
         if line is None:
             raise
         raise SystemExit(fail_line(line)) from exc
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

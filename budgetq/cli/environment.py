@@ -68,12 +68,14 @@ def environment(settings: Settings, *, need_api: bool, need_broker: bool = True)
     redis_url = settings.redis_url if need_broker else (settings.redis_url or "")
     database_url = settings.database_url
     handles: list[Any] = []
+    embedded: tuple[Any, ...] = ()
     if database_url is None or redis_url is None:
         # Only a machine with nothing configured needs the devtools; a deployment may leave them out.
         from budgetq.devtools.embedded import ensure_servers
 
         servers = ensure_servers(database_url, redis_url, settings.data_dir)
         database_url, redis_url, handles = servers.database_url, servers.redis_url, list(servers.handles)
+        embedded = tuple(servers.handles)
         variables = "BUDGETQ_DATABASE_URL and BUDGETQ_REDIS_URL" if need_broker else "BUDGETQ_DATABASE_URL"
         note = f"Using embedded servers under {settings.data_dir}/ (set {variables} to use your own)."
         console.print(f"[dim]{note}[/dim]", soft_wrap=True)
@@ -94,8 +96,13 @@ def environment(settings: Settings, *, need_api: bool, need_broker: bool = True)
     try:
         yield Environment(settings, database_url, redis_url, base_url, tuple(handles))
     finally:
+        # Also on Ctrl-C, SIGTERM (main turns it into SystemExit) and errors: nothing started is left.
         if standin is not None:
             standin.stop()
+        if embedded:
+            from budgetq.devtools.embedded import stop_servers
+
+            stop_servers(embedded)
 
 
 @contextlib.contextmanager
