@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -81,8 +81,8 @@ class Settings(BaseSettings):
     visibility_timeout_s: float | None = Field(default=None, gt=0)
 
     # Spend caps in USD (None: no cap).
-    run_spend_cap_usd: Decimal | None = None
-    daily_spend_cap_usd: Decimal | None = None
+    run_spend_cap_usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    daily_spend_cap_usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
     # A batch refused only because calls in flight hold the cap's room goes back to the queue this long.
     spend_cap_wait_s: float = Field(default=10.0, gt=0)
 
@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     message_batch_max_bytes: int = Field(default=256_000_000, ge=1, le=256_000_000)
     # A submission whose create call is not confirmed by then is abandoned and its batches queued again.
     message_batch_submit_lease_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _ascii_digits(cls, value: object) -> object:
+        # Python reads "١٠" as 10; a figure of money or tokens must be written as the operator meant it.
+        if isinstance(value, str) and any(c.isdigit() and not c.isascii() for c in value):
+            raise ValueError(f"{value!r} holds non-ASCII digits; write numbers with 0-9")
+        return value
 
     def resolved_mode(self) -> str:
         """The call mode in force: the configured one, else live with a key and the stand-in without."""

@@ -164,3 +164,26 @@ def outage_line(exc: BaseException) -> str | None:
     if isinstance(exc, BrokerError | RedisConnectionError):
         return f"cannot reach the broker: {first}; check BUDGETQ_REDIS_URL"
     return None
+
+
+def usage_line(exc: Exception) -> str:
+    """One line for a command-line usage error (a bad option value, a missing argument), naming --help."""
+    message = " ".join(str(getattr(exc, "format_message", lambda: str(exc))()).split())
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "budgetq"
+    return f"{message} (see `{path} --help`)"
+
+
+def settings_line(exc: Any) -> str:
+    """One line for settings pydantic refused: each variable, its value and why."""
+    from budgetq.settings import Settings
+
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        alias = Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
+        variable = "ANTHROPIC_" + field[len("anthropic_") :].upper() if alias else f"BUDGETQ_{field.upper()}"
+        value = error.get("input")
+        shown = "" if field == "anthropic_api_key" or isinstance(value, dict) else f"={value!r}"
+        parts.append(f"{variable}{shown}: {error['msg']}")
+    return "bad setting " + "; ".join(parts)

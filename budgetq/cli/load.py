@@ -7,6 +7,7 @@ loaded, with it nothing was); 2 the file or the database could not be used at al
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +61,18 @@ def _print_rejections(report: LoadReport, show: int) -> None:
     out.print(table)
 
 
+def _check_writable(path: Path) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise typer.BadParameter(
+            f"cannot write {str(path)!r}: its folder is missing or read-only", param_hint="'--rejected-csv'"
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise typer.BadParameter(
+            f"cannot write {str(path)!r}: the file is read-only", param_hint="'--rejected-csv'"
+        )
+
+
 def _write_rejections(report: LoadReport, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -78,10 +91,13 @@ def load(
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv or jsonl (default: from the suffix).")
     ] = None,
-    show: Annotated[int, typer.Option(help="Rejected rows to show (all are counted).")] = 50,
+    show: Annotated[int, typer.Option(min=0, help="Rejected rows to show (all are counted).")] = 50,
     rejected_csv: Annotated[Path | None, typer.Option(help="Write every rejected row to this CSV.")] = None,
 ) -> None:
     """Load issues from FILE into a set with PostgreSQL COPY, in one transaction; bad rows are reported."""
+    if rejected_csv is not None:
+        # Checked before loading: a write failing after the commit would hide the "loaded" line.
+        _check_writable(rejected_csv)
     settings = Settings()
     try:
         with database(settings) as (_, sessions):

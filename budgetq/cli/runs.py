@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
 import typer
@@ -33,11 +33,32 @@ from budgetq.settings import Settings
 
 out = Console(highlight=False)
 
-SetName = Annotated[str, typer.Argument(help="The issue set's name (as given to `budgetq load --set`).")]
+SetName = Annotated[
+    str, typer.Argument(metavar="SET", help="The issue set's name (as given to `budgetq load --set`).")
+]
+
+
+def usd(value: str) -> Decimal:
+    """A non-negative, finite amount of USD written with ASCII digits (``12.50``)."""
+    text = value.strip()
+    try:
+        if not text.isascii():
+            raise InvalidOperation
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise typer.BadParameter(f"{value!r} is not an amount of USD (e.g. 12.50)") from None
+    if not amount.is_finite() or amount < 0:
+        raise typer.BadParameter(f"{value!r} is not a cap: give 0 or more USD") from None
+    return amount
+
+
 SpendCap = Annotated[
     Decimal | None,
     typer.Option(
-        "--spend-cap", help="USD cap of the run: the lowest priorities that do not fit are deferred."
+        "--spend-cap",
+        parser=usd,
+        metavar="USD",
+        help="USD cap of the run: the lowest priorities that do not fit are deferred.",
     ),
 ]
 ApiModeOption = Annotated[
@@ -50,12 +71,13 @@ ApiModeOption = Annotated[
     ),
 ]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run until it ends.")]
-Timeout = Annotated[float, typer.Option(help="Stop following after this many seconds.")]
+Timeout = Annotated[float, typer.Option(min=0, help="Stop following after this many seconds.")]
 Workers = Annotated[
     int | None,
     typer.Option(
+        min=0,
         help="Start a local worker process with this many threads for the run (default: one with 8 "
-        "when the broker is embedded, none when BUDGETQ_REDIS_URL points at your own workers' broker)."
+        "when the broker is embedded, none when BUDGETQ_REDIS_URL points at your own workers' broker).",
     ),
 ]
 
