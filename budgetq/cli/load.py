@@ -42,7 +42,8 @@ def load_path(
     try:
         # utf-8-sig drops a byte-order mark; surrogateescape lets a bad byte reject its row, not the file.
         with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as lines:
-            rows = ingest.read_rows(lines, kind)
+            # A CSV field is read up to one character over the text limit, never a GiB of it.
+            rows = ingest.read_rows(lines, kind, max_field_chars=max_text_chars + 1)
             return load_issues(
                 sessions, set_name, rows, max_text_chars=max_text_chars, strict=strict, nightly=nightly
             )
@@ -74,10 +75,11 @@ def _check_writable(path: Path) -> None:
 
 
 def _write_rejections(report: LoadReport, path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    # surrogateescape writes a line's undecodable bytes back as they were in the file.
+    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["line", "reason"])
-        writer.writerows((r.line, r.reason) for r in report.rejected)
+        writer.writerow(["line", "external_id", "reason", "raw"])
+        writer.writerows((r.line, r.external_id or "", r.reason, r.raw or "") for r in report.rejected)
 
 
 @app.command()
