@@ -97,6 +97,8 @@ def load(
     rejected_csv: Annotated[Path | None, typer.Option(help="Write every rejected row to this CSV.")] = None,
 ) -> None:
     """Load issues from FILE into a set with PostgreSQL COPY, in one transaction; bad rows are reported."""
+    if not set_name.strip():
+        raise typer.BadParameter("an issue set needs a name", param_hint="'--set'")
     if rejected_csv is not None:
         # Checked before loading: a write failing after the commit would hide the "loaded" line.
         _check_writable(rejected_csv)
@@ -118,6 +120,12 @@ def load(
         _print_rejections(report, show)
         if rejected_csv is not None:
             _write_rejections(report, rejected_csv)
+    if not report.committed and not report.rejected:
+        # A header and no rows: nothing was wrong, there was just nothing to load.
+        out.print(
+            f"nothing to load: {file} has no rows, so the set {set_name!r} was not created", soft_wrap=True
+        )
+        return
     if not report.committed:
         if strict and report.rejected:
             reason = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import func, select
@@ -30,12 +30,14 @@ WRITES = [
 
 
 @pytest.fixture(scope="module")
-def seeded(fresh_database: Callable[[], str]) -> tuple[str, sessionmaker[Session]]:
+def seeded(fresh_database: Callable[[], str]) -> Iterator[tuple[str, sessionmaker[Session]]]:
     """A database of its own (these statements would empty a shared one) holding 5 issues."""
     url = fresh_database()
-    sessions = make_sessions(make_engine(url))
+    engine = make_engine(url)
+    sessions = make_sessions(engine)
     make_seed_set(sessions, "read-only", 5)
-    return url, sessions
+    yield url, sessions
+    engine.dispose()  # before the session's end drops the database under it
 
 
 def _issues(sessions: sessionmaker[Session]) -> int:
