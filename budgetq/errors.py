@@ -18,6 +18,7 @@ BudgetqError
 ├── IngestError               an issue file could not be loaded
 ├── SelectorError             a selection of issues (reprocess --failed-only, --issues …) is malformed
 ├── NotFoundError             an issue set, run or batch does not exist (or a selection matches nothing)
+│   └── NothingSelectedError  a selection matches no issue of the set (--failed-only: nothing failed)
 └── QueryFailedError          a read-only query of `budgetq db query` was refused by PostgreSQL
 """
 
@@ -109,6 +110,10 @@ class SelectorError(BudgetqError):
 
 class NotFoundError(BudgetqError):
     """An issue set, run or batch does not exist."""
+
+
+class NothingSelectedError(NotFoundError):
+    """A selection matches no issue of the set; for --failed-only that is good news, not a mistake."""
 
 
 class QueryFailedError(BudgetqError):

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     data_dir: Path = Path(".budgetq")
+    # A PostgreSQL host that accepts the connection but never answers is given up after this long; a
+    # statement still running after db_statement_timeout_s is cancelled by PostgreSQL (migrations excepted).
+    db_connect_timeout_s: float = Field(default=10.0, gt=0)
+    db_statement_timeout_s: float | None = Field(default=600.0, gt=0)
 
     # The Messages API. No key means the local stand-in.
     anthropic_api_key: SecretStr | None = Field(
@@ -31,6 +35,8 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "BUDGETQ_ANTHROPIC_BASE_URL")
     )
+    # A key goes over plain http:// only to this machine, unless this says the path is trusted.
+    allow_plain_http_base_url: bool = False
     model: str = "claude-sonnet-4-6"
     # live, standin, record or replay; unset: live when a key is set, else the stand-in.
     mode: str | None = None
@@ -75,8 +81,8 @@ class Settings(BaseSettings):
     visibility_timeout_s: float | None = Field(default=None, gt=0)
 
     # Spend caps in USD (None: no cap).
-    run_spend_cap_usd: Decimal | None = None
-    daily_spend_cap_usd: Decimal | None = None
+    run_spend_cap_usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    daily_spend_cap_usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
     # A batch refused only because calls in flight hold the cap's room goes back to the queue this long.
     spend_cap_wait_s: float = Field(default=10.0, gt=0)
 
@@ -92,6 +98,9 @@ class Settings(BaseSettings):
     rate_limit_max_wait_s: float = Field(default=300.0, gt=0)
     rate_limit_redis_url: str | None = None  # unset: the broker's Redis
 
+    # `budgetq db query`: PostgreSQL cancels a query still running after this long.
+    query_timeout_s: float = Field(default=30.0, gt=0)
+
     # Loading issues: a longer text is rejected with its line number (a cap on a single call's input).
     ingest_max_text_chars: int = Field(default=100_000, ge=1)
     # A tool-loaded issue's compiled SQL, kwargs or message is cut to this many characters.
@@ -102,6 +111,8 @@ class Settings(BaseSettings):
     nightly_cron: str = "0 2 * * *"
     # Prometheus metrics of a worker or scheduler process on this port (unset: not served).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # The interface they listen on: this machine only, unless a private network opts in (compose: 0.0.0.0).
+    metrics_host: str = "127.0.0.1"
     # Logs of worker and scheduler processes: one JSON object per line (json) or plain text (text).
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
@@ -116,6 +127,14 @@ class Settings(BaseSettings):
     message_batch_max_bytes: int = Field(default=256_000_000, ge=1, le=256_000_000)
     # A submission whose create call is not confirmed by then is abandoned and its batches queued again.
     message_batch_submit_lease_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _ascii_digits(cls, value: object) -> object:
+        # Python reads "١٠" as 10; a figure of money or tokens must be written as the operator meant it.
+        if isinstance(value, str) and any(c.isdigit() and not c.isascii() for c in value):
+            raise ValueError(f"{value!r} holds non-ASCII digits; write numbers with 0-9")
+        return value
 
     def resolved_mode(self) -> str:
         """The call mode in force: the configured one, else live with a key and the stand-in without."""

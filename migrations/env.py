@@ -30,7 +30,9 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     """Migrate over a connection."""
-    engine = create_engine(_url(), poolclass=pool.NullPool)
+    engine = create_engine(
+        _url(), poolclass=pool.NullPool, connect_args=config.attributes.get("connect_args", {})
+    )
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():

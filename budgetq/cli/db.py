@@ -12,7 +12,7 @@ from budgetq.adapters.store.reports import read_query
 from budgetq.cli import app
 from budgetq.cli.environment import console, environment, fail
 from budgetq.cli.report import OutputFormat, print_report, read_session
-from budgetq.errors import BudgetqError, QueryFailedError
+from budgetq.errors import BudgetqError, ConfigurationError, QueryFailedError
 from budgetq.settings import Settings
 
 db_app = typer.Typer(help="The database: migrate it, or query it (the cost views).", no_args_is_help=True)
@@ -22,10 +22,18 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Run the migrations against BUDGETQ_DATABASE_URL (or the embedded PostgreSQL)."""
+    if revision.strip().lower() == "base" or revision.strip().startswith("-"):
+        # Alembic's upgrade to a lower revision does nothing; saying "database at base" would be false.
+        raise fail(
+            ConfigurationError(
+                f"`budgetq db upgrade {revision}` cannot go down: an upgrade only moves toward head and the "
+                "database stays at its revision; a downgrade is a restore from backup (docs/operations.md)"
+            )
+        )
     settings = Settings()
     try:
         with environment(settings, need_api=False, need_broker=False) as env:
-            upgrade(env.database_url, revision)
+            upgrade(env.database_url, revision, connect_timeout_s=settings.db_connect_timeout_s)
     except BudgetqError as exc:
         raise fail(exc) from exc
     console.print(f"database at {revision}")
@@ -51,7 +59,7 @@ def db_query(
     settings = Settings()
     try:
         with read_session(settings) as session:
-            result = read_query(session, sql)
+            result = read_query(session, sql, timeout_s=settings.query_timeout_s)
     except BudgetqError as exc:
         raise fail(exc) from exc
     except DBAPIError as exc:

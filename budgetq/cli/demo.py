@@ -15,7 +15,14 @@ from budgetq.adapters.processes import local_workers as processes
 from budgetq.adapters.queue.celery_app import make_celery
 from budgetq.adapters.store import issues as issue_store
 from budgetq.adapters.store import runs as run_store
-from budgetq.adapters.store.engine import make_engine, make_sessions, ping, transaction, upgrade
+from budgetq.adapters.store.engine import (
+    DatabaseTimeouts,
+    make_engine,
+    make_sessions,
+    ping,
+    transaction,
+    upgrade,
+)
 from budgetq.cli import app
 from budgetq.cli.environment import console, environment, fail, worker_env
 from budgetq.cli.watch import watch
@@ -71,8 +78,8 @@ def demo(
     started = time.monotonic()
     try:
         with environment(settings, need_api=True) as env:
-            upgrade(env.database_url)
-            engine = make_engine(env.database_url)
+            upgrade(env.database_url, connect_timeout_s=settings.db_connect_timeout_s)
+            engine = make_engine(env.database_url, timeouts=DatabaseTimeouts.of(settings))
             ping(engine)
             sessions = make_sessions(engine)
             from budgetq.devtools.scenario import seed_issues

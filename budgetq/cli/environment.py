@@ -13,6 +13,7 @@ from rich.markup import escape
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.store.engine import (
+    DatabaseTimeouts,
     ensure_migrated,
     make_engine,
     make_sessions,
@@ -48,6 +49,14 @@ def environment(settings: Settings, *, need_api: bool, need_broker: bool = True)
         raise ConfigurationError(
             "live mode needs ANTHROPIC_API_KEY; set it, or unset BUDGETQ_MODE to use the local stand-in"
         )
+    if need_api:
+        from budgetq.adapters.llm.endpoint import check_base_url
+
+        check_base_url(
+            settings.anthropic_base_url,
+            sends_key=settings.anthropic_api_key is not None,
+            allow_plain_http=settings.allow_plain_http_base_url,
+        )
     # A malformed URL is reported before anything is started.
     if settings.database_url is not None:
         sqlalchemy_url(settings.database_url)
@@ -59,12 +68,14 @@ def environment(settings: Settings, *, need_api: bool, need_broker: bool = True)
     redis_url = settings.redis_url if need_broker else (settings.redis_url or "")
     database_url = settings.database_url
     handles: list[Any] = []
+    embedded: tuple[Any, ...] = ()
     if database_url is None or redis_url is None:
         # Only a machine with nothing configured needs the devtools; a deployment may leave them out.
         from budgetq.devtools.embedded import ensure_servers
 
         servers = ensure_servers(database_url, redis_url, settings.data_dir)
         database_url, redis_url, handles = servers.database_url, servers.redis_url, list(servers.handles)
+        embedded = tuple(servers.handles)
         variables = "BUDGETQ_DATABASE_URL and BUDGETQ_REDIS_URL" if need_broker else "BUDGETQ_DATABASE_URL"
         note = f"Using embedded servers under {settings.data_dir}/ (set {variables} to use your own)."
         console.print(f"[dim]{note}[/dim]", soft_wrap=True)
@@ -85,8 +96,13 @@ def environment(settings: Settings, *, need_api: bool, need_broker: bool = True)
     try:
         yield Environment(settings, database_url, redis_url, base_url, tuple(handles))
     finally:
+        # Also on Ctrl-C, SIGTERM (main turns it into SystemExit) and errors: nothing started is left.
         if standin is not None:
             standin.stop()
+        if embedded:
+            from budgetq.devtools.embedded import stop_servers
+
+            stop_servers(embedded)
 
 
 @contextlib.contextmanager
@@ -97,8 +113,8 @@ def database(
     (as the demo does), a configured one must already be at this code's revision."""
     with environment(settings, need_api=need_api, need_broker=need_broker) as env:
         if settings.database_url is None:
-            upgrade(env.database_url)
-        engine = make_engine(env.database_url)
+            upgrade(env.database_url, connect_timeout_s=settings.db_connect_timeout_s)
+        engine = make_engine(env.database_url, timeouts=DatabaseTimeouts.of(settings))
         try:
             ping(engine)
             ensure_migrated(engine)
@@ -148,3 +164,26 @@ def outage_line(exc: BaseException) -> str | None:
     if isinstance(exc, BrokerError | RedisConnectionError):
         return f"cannot reach the broker: {first}; check BUDGETQ_REDIS_URL"
     return None
+
+
+def usage_line(exc: Exception) -> str:
+    """One line for a command-line usage error (a bad option value, a missing argument), naming --help."""
+    message = " ".join(str(getattr(exc, "format_message", lambda: str(exc))()).split())
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "budgetq"
+    return f"{message} (see `{path} --help`)"
+
+
+def settings_line(exc: Any) -> str:
+    """One line for settings pydantic refused: each variable, its value and why."""
+    from budgetq.settings import Settings
+
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        alias = Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
+        variable = "ANTHROPIC_" + field[len("anthropic_") :].upper() if alias else f"BUDGETQ_{field.upper()}"
+        value = error.get("input")
+        shown = "" if field == "anthropic_api_key" or isinstance(value, dict) else f"={value!r}"
+        parts.append(f"{variable}{shown}: {error['msg']}")
+    return "bad setting " + "; ".join(parts)

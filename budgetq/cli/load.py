@@ -10,6 +10,7 @@ file or the database could not be used at all (nothing was loaded).
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -45,7 +46,8 @@ def load_path(
     try:
         # utf-8-sig drops a byte-order mark; surrogateescape lets a bad byte reject its row, not the file.
         with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as lines:
-            rows = ingest.read_rows(lines, kind)
+            # A CSV field is read up to one character over the text limit, never a GiB of it.
+            rows = ingest.read_rows(lines, kind, max_field_chars=max_text_chars + 1)
             return load_issues(
                 sessions, set_name, rows, max_text_chars=max_text_chars, strict=strict, nightly=nightly
             )
@@ -85,11 +87,45 @@ def _print_rejections(report: LoadReport, show: int) -> None:
     out.print(table)
 
 
+def _check_writable(path: Path) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise typer.BadParameter(
+            f"cannot write {str(path)!r}: its folder is missing or read-only", param_hint="'--rejected-csv'"
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise typer.BadParameter(
+            f"cannot write {str(path)!r}: the file is read-only", param_hint="'--rejected-csv'"
+        )
+
+
 def _write_rejections(report: LoadReport, path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    # surrogateescape writes a line's undecodable bytes back as they were in the file.
+    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["line", "reason"])
-        writer.writerows((r.line, r.reason) for r in report.rejected)
+        writer.writerow(["line", "external_id", "reason", "raw"])
+        writer.writerows((r.line, r.external_id or "", r.reason, r.raw or "") for r in report.rejected)
+
+
+def _check_options(set_name: str, rejected_csv: Path | None) -> None:
+    if not set_name.strip():
+        raise typer.BadParameter("an issue set needs a name", param_hint="'--set'")
+    if rejected_csv is not None:
+        # Checked before loading: a write failing after the commit would hide the "loaded" line.
+        _check_writable(rejected_csv)
+
+
+def _print_counts(kind: LoadFormat, set_name: str, report: LoadReport) -> None:
+    out.print_json(
+        data={
+            "source": kind.value,
+            "set": set_name,
+            "read": report.loaded + len(report.rejected),
+            "loaded": report.loaded if report.committed else 0,
+            "rejected": len(report.rejected),
+            "skipped_passing": 0,
+        }
+    )
 
 
 @app.command()
@@ -110,7 +146,7 @@ def load(
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv or jsonl (default: from the suffix).")
     ] = None,
-    show: Annotated[int, typer.Option(help="Rejected rows to show (all are counted).")] = 50,
+    show: Annotated[int, typer.Option(min=0, help="Rejected rows to show (all are counted).")] = 50,
     rejected_csv: Annotated[Path | None, typer.Option(help="Write every rejected row to this CSV.")] = None,
     source: Annotated[
         LoadFormat | None,
@@ -131,6 +167,7 @@ def load(
     ] = None,
 ) -> None:
     """Load issues from PATH into a set with PostgreSQL COPY, in one transaction; bad rows are reported."""
+    _check_options(set_name, rejected_csv)
     settings = Settings()
     try:
         kind = _format_of(file, source, fmt)
@@ -159,21 +196,33 @@ def load(
             )
     except BudgetqError as exc:
         raise fail(exc) from exc
+    _tell(report, kind, file, set_name, strict=strict, show=show, rejected_csv=rejected_csv, as_json=as_json)
+
+
+def _tell(
+    report: LoadReport,
+    kind: LoadFormat,
+    file: Path,
+    set_name: str,
+    *,
+    strict: bool,
+    show: int,
+    rejected_csv: Path | None,
+    as_json: bool,
+) -> None:
+    """Say what a CSV/JSONL load did, and exit 1 when rows were rejected or nothing could be loaded."""
     if as_json:
-        out.print_json(
-            data={
-                "source": kind.value,
-                "set": set_name,
-                "read": report.loaded + len(report.rejected),
-                "loaded": report.loaded if report.committed else 0,
-                "rejected": len(report.rejected),
-                "skipped_passing": 0,
-            }
-        )
+        _print_counts(kind, set_name, report)
     if report.rejected and not as_json:
         _print_rejections(report, show)
         if rejected_csv is not None:
             _write_rejections(report, rejected_csv)
+    if not report.committed and not report.rejected:
+        # A header and no rows: nothing was wrong, there was just nothing to load.
+        out.print(
+            f"nothing to load: {file} has no rows, so the set {set_name!r} was not created", soft_wrap=True
+        )
+        return
     if not report.committed:
         if strict and report.rejected:
             reason = (

@@ -32,7 +32,7 @@ report_app = typer.Typer(
 )
 app.add_typer(report_app, name="report")
 
-_DAYS_AGO = re.compile(r"^(\d+)d$")
+_DAYS_AGO = re.compile(r"^([0-9]{1,6})d$")
 
 
 class OutputFormat(StrEnum):
@@ -46,19 +46,22 @@ class OutputFormat(StrEnum):
 def parse_since(value: str, today: dt.date) -> dt.date:
     """A day from ``YYYY-MM-DD``, ``today``, ``yesterday`` or ``Nd`` (N days before ``today``)."""
     lowered = value.strip().lower()
+    bad = typer.BadParameter(
+        f"{value!r} is not a day; use YYYY-MM-DD, today, yesterday or Nd (e.g. 7d)", param_hint="'--since'"
+    )
+    if not lowered.isascii():
+        raise bad  # "٧d" or a date in other digits: int() and fromisoformat() would read them
     if lowered == "today":
         return today
     if lowered == "yesterday":
         return today - dt.timedelta(days=1)
     days_ago = _DAYS_AGO.match(lowered)
-    if days_ago:
-        return today - dt.timedelta(days=int(days_ago.group(1)))
     try:
+        if days_ago:
+            return today - dt.timedelta(days=int(days_ago.group(1)))
         return dt.date.fromisoformat(lowered)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a day; use YYYY-MM-DD, today, yesterday or Nd (e.g. 7d)"
-        ) from None
+    except (ValueError, OverflowError):
+        raise bad from None
 
 
 def _plain(value: object) -> object:

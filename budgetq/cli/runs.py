@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
 import typer
@@ -22,22 +22,43 @@ from budgetq.adapters.queue.celery_app import make_celery
 from budgetq.adapters.store import issues as issue_store
 from budgetq.adapters.store.engine import transaction
 from budgetq.cli import app, plan_view
-from budgetq.cli.environment import Environment, console, database, fail, worker_env
+from budgetq.cli.environment import Environment, console, database, fail, fail_line, worker_env
 from budgetq.cli.watch import watch
-from budgetq.domain.selector import Selector, from_options
+from budgetq.domain.selector import Selector, SelectorKind, from_options
 from budgetq.domain.statuses import ApiMode, RunKind, RunStatus
-from budgetq.errors import BudgetqError
+from budgetq.errors import BudgetqError, NothingSelectedError
 from budgetq.services.ondemand import check_selection, start_run
 from budgetq.services.planning import plan_run
 from budgetq.settings import Settings
 
 out = Console(highlight=False)
 
-SetName = Annotated[str, typer.Argument(help="The issue set's name (as given to `budgetq load --set`).")]
+SetName = Annotated[
+    str, typer.Argument(metavar="SET", help="The issue set's name (as given to `budgetq load --set`).")
+]
+
+
+def usd(value: str) -> Decimal:
+    """A non-negative, finite amount of USD written with ASCII digits (``12.50``)."""
+    text = value.strip()
+    try:
+        if not text.isascii():
+            raise InvalidOperation
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise typer.BadParameter(f"{value!r} is not an amount of USD (e.g. 12.50)") from None
+    if not amount.is_finite() or amount < 0:
+        raise typer.BadParameter(f"{value!r} is not a cap: give 0 or more USD") from None
+    return amount
+
+
 SpendCap = Annotated[
     Decimal | None,
     typer.Option(
-        "--spend-cap", help="USD cap of the run: the lowest priorities that do not fit are deferred."
+        "--spend-cap",
+        parser=usd,
+        metavar="USD",
+        help="USD cap of the run: the lowest priorities that do not fit are deferred.",
     ),
 ]
 ApiModeOption = Annotated[
@@ -50,12 +71,13 @@ ApiModeOption = Annotated[
     ),
 ]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run until it ends.")]
-Timeout = Annotated[float, typer.Option(help="Stop following after this many seconds.")]
+Timeout = Annotated[float, typer.Option(min=0, help="Stop following after this many seconds.")]
 Workers = Annotated[
     int | None,
     typer.Option(
+        min=0,
         help="Start a local worker process with this many threads for the run (default: one with 8 "
-        "when the broker is embedded, none when BUDGETQ_REDIS_URL points at your own workers' broker)."
+        "when the broker is embedded, none when BUDGETQ_REDIS_URL points at your own workers' broker).",
     ),
 ]
 
@@ -85,7 +107,8 @@ def plan(
                 settings,
                 _set_id(sessions, set_name),
                 kind=RunKind.MANUAL.value,
-                spend_cap_usd=spend_cap,
+                # As `run` does: the option, else BUDGETQ_RUN_SPEND_CAP_USD.
+                spend_cap_usd=spend_cap if spend_cap is not None else settings.run_spend_cap_usd,
                 dry_run=True,
                 api_mode=api_mode.value if api_mode is not None else None,
             )
@@ -125,16 +148,27 @@ def _start_and_follow(
     settings = Settings()
     embedded_broker = settings.redis_url is None
     threads = workers if workers is not None else (8 if embedded_broker else 0)
-    if embedded_broker:
+    if embedded_broker and (not wait or threads == 0):
         # Only this process can reach an embedded broker: nobody else would pick the batches up.
-        wait = True
-        threads = max(threads, 1)
+        asked = "--no-wait" if not wait else "--workers 0"
+        raise typer.Exit(
+            fail_line(
+                f"{asked} needs a broker your own workers share: set BUDGETQ_REDIS_URL (without it, the "
+                "run uses an embedded broker only this command can reach, so it must wait and run a worker)"
+            )
+        )
     cap = spend_cap if spend_cap is not None else settings.run_spend_cap_usd
     try:
         with database(settings, need_api=threads > 0, need_broker=True) as (env, sessions):
             set_id = _set_id(sessions, set_name)
             if selector is not None:
-                check_selection(sessions, set_id, selector)
+                try:
+                    check_selection(sessions, set_id, selector)
+                except NothingSelectedError as exc:
+                    if selector.kind is not SelectorKind.FAILED:
+                        raise
+                    out.print(f"{exc}", soft_wrap=True)  # nothing failed: a success
+                    return
             with _local_worker(env, settings, threads):
                 planned = start_run(
                     sessions,

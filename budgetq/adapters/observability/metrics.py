@@ -159,12 +159,15 @@ def redis_queue_depths(redis_url: str, queues: tuple[str, ...]) -> Callable[[], 
 _served: set[int] = set()
 
 
-def serve(port: int, redis_url: str | None = None, queues: tuple[str, ...] = ()) -> None:
-    """Expose this process's metrics on ``port`` (once per port), with queue depth when a Redis is given."""
+def serve(
+    port: int, redis_url: str | None = None, queues: tuple[str, ...] = (), *, host: str = "127.0.0.1"
+) -> None:
+    """Expose this process's metrics on ``host``:``port`` (once per port), with queue depth when a Redis
+    is given; the default host is this machine only."""
     if port in _served:
         return
     if redis_url and queues and redis_url.startswith(("redis://", "rediss://", "redis+socket://", "unix://")):
         REGISTRY.register(QueueDepthCollector(redis_queue_depths(redis_url, queues)))
-    start_http_server(port)
+    start_http_server(port, addr=host)
     _served.add(port)
-    log.info("metrics on port %s", port, extra={"event": "metrics_started", "port": port})
+    log.info("metrics on %s:%s", host, port, extra={"event": "metrics_started", "port": port, "host": host})

@@ -20,7 +20,7 @@ def install(settings: Settings, queues: tuple[str, ...]) -> None:
     def serve_metrics(**_: Any) -> None:
         # The threads pool keeps a worker in one process, so one registry per port holds all of it.
         if settings.metrics_port:
-            metrics.serve(settings.metrics_port, settings.redis_url, queues)
+            metrics.serve(settings.metrics_port, settings.redis_url, queues, host=settings.metrics_host)
 
     # Connecting to setup_logging is what stops Celery from configuring logging its own way.
     setup_logging.connect(configure_logging, weak=False)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
@@ -30,14 +32,43 @@ def sqlalchemy_url(url: str) -> str:
     )
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """An engine for ``url`` whose pool holds at least ``pool_size`` connections."""
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long a connection may take to open and a statement to run, so a silent host never hangs us."""
+
+    connect_s: float = 10.0
+    statement_s: float | None = 600.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> DatabaseTimeouts:
+        """The timeouts the settings configure (BUDGETQ_DB_CONNECT_TIMEOUT_S, ..._STATEMENT_TIMEOUT_S)."""
+        return cls(settings.db_connect_timeout_s, settings.db_statement_timeout_s)
+
+    def connect_args(self) -> dict[str, object]:
+        """psycopg's connection arguments: libpq's connect timeout (whole seconds, at least 2), TCP
+        keepalives (a peer that vanishes mid-query is noticed) and PostgreSQL's statement timeout."""
+        args: dict[str, object] = {
+            "connect_timeout": max(2, math.ceil(self.connect_s)),
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+        if self.statement_s is not None:
+            args["options"] = f"-c statement_timeout={math.ceil(self.statement_s * 1000)}"
+        return args
+
+
+def make_engine(url: str, *, pool_size: int = 5, timeouts: DatabaseTimeouts | None = None) -> Engine:
+    """An engine for ``url`` whose pool holds at least ``pool_size`` connections, every connection
+    bounded by ``timeouts`` (the defaults when None)."""
     try:
         return create_engine(
             make_url(sqlalchemy_url(url)),
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
+            connect_args=(timeouts or DatabaseTimeouts()).connect_args(),
         )
     except ArgumentError as exc:
         raise ConfigurationError(f"cannot parse the database URL: {exc}") from exc
@@ -74,7 +105,11 @@ class ProcessSessions:
             if self._sessions is None or self._pid != os.getpid():
                 if not self.settings.database_url:
                     raise self._missing_url(f"set BUDGETQ_DATABASE_URL before starting {self._process}")
-                engine = make_engine(self.settings.database_url, pool_size=self.pool_size)
+                engine = make_engine(
+                    self.settings.database_url,
+                    pool_size=self.pool_size,
+                    timeouts=DatabaseTimeouts.of(self.settings),
+                )
                 self._sessions, self._pid = make_sessions(engine), os.getpid()
             return self._sessions
 
@@ -86,7 +121,7 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def _migrate(url: str, revision: str, *, up: bool) -> None:
+def _migrate(url: str, revision: str, *, up: bool, connect_timeout_s: float) -> None:
     from alembic import command
     from alembic.config import Config
     from alembic.util import CommandError
@@ -95,6 +130,8 @@ def _migrate(url: str, revision: str, *, up: bool) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["database_url"] = url
+    # A migration may rewrite a large table: bounded in connecting, never cut by a statement timeout.
+    config.attributes["connect_args"] = DatabaseTimeouts(connect_timeout_s, None).connect_args()
     try:
         (command.upgrade if up else command.downgrade)(config, revision)
     except CommandError as exc:
@@ -106,14 +143,14 @@ def _migrate(url: str, revision: str, *, up: bool) -> None:
         ) from exc
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head", *, connect_timeout_s: float = 10.0) -> None:
     """Run the Alembic migrations up to ``revision`` against ``url``."""
-    _migrate(url, revision, up=True)
+    _migrate(url, revision, up=True, connect_timeout_s=connect_timeout_s)
 
 
-def downgrade(url: str, revision: str) -> None:
+def downgrade(url: str, revision: str, *, connect_timeout_s: float = 10.0) -> None:
     """Run the Alembic migrations down to ``revision`` against ``url``."""
-    _migrate(url, revision, up=False)
+    _migrate(url, revision, up=False, connect_timeout_s=connect_timeout_s)
 
 
 def ensure_migrated(engine: Engine) -> None:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, ColumnElement, Numeric, column, desc, func, select, table, text
 from sqlalchemy.orm import Session
 
-from budgetq.errors import NotFoundError
+from budgetq.errors import NotFoundError, QueryFailedError
 
 
 class CostBy(StrEnum):
@@ -158,10 +158,30 @@ def run_report(session: Session, run_id: int) -> RunReport:
     return RunReport(run=dict(row._mapping), outcomes=tuple(dict(o) for o in outcomes))
 
 
-def read_query(session: Session, sql: str, limit: int = 10_000) -> Report:
-    """Run ``sql`` in a read-only transaction and return at most ``limit`` of its rows."""
+def read_query(session: Session, sql: str, limit: int = 10_000, *, timeout_s: float = 30.0) -> Report:
+    """Run the one statement ``sql`` in a read-only transaction bounded by ``timeout_s`` and return at
+    most ``limit`` of its rows; a refused or failed statement raises QueryFailedError."""
+    import psycopg
+
     session.execute(text("SET TRANSACTION READ ONLY"))
-    result = session.connection().execute(text(sql))
-    if not result.returns_rows:
+    session.execute(
+        text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": f"{int(timeout_s * 1000)}"}
+    )
+    raw = session.connection().connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    try:
+        # The extended protocol runs exactly one statement: "COMMIT; DELETE ..." cannot leave the read-only
+        # transaction (the simple protocol would run both). stream() is psycopg's way to force it without
+        # reading the text for %-placeholders.
+        with raw.cursor() as cursor:
+            rows: list[tuple[object, ...]] = []
+            for row in cursor.stream(sql.encode()):
+                if len(rows) < limit:
+                    rows.append(tuple(row))
+            columns = tuple(c.name for c in cursor.description or ())
+    except psycopg.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise QueryFailedError(f"the query failed: {reason}") from exc
+    if not columns:
         return Report((), ())
-    return Report(tuple(result.keys()), tuple(tuple(r) for r in result.fetchmany(limit)))
+    return Report(columns, tuple(rows))

@@ -1,0 +1,143 @@
+"""A bad value, on the command line or in a BUDGETQ_* variable, is one `error:` line and exit 2, never a
+traceback (issue 17, point 9)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from budgetq.cli import app
+from tests.integration.conftest import Budgetq
+
+UNREACHABLE = "postgresql://budgetq:s3cret-pw@127.0.0.1:1/budgetq"
+NO_BROKER = "redis://127.0.0.1:1/0"
+SERVERS = {"BUDGETQ_DATABASE_URL": UNREACHABLE, "BUDGETQ_REDIS_URL": NO_BROKER}
+
+
+@pytest.fixture
+def budgetq(run_budgetq: Budgetq, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Budgetq:
+    """`budgetq ARGS` with an empty data folder and servers that do not answer (nothing is started)."""
+    monkeypatch.setenv("BUDGETQ_DATA_DIR", str(tmp_path))
+    return run_budgetq
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("plan", "s", "--spend-cap", "-5"), ("--spend-cap", "-5")),
+        (("run", "s", "--spend-cap", "nan"), ("--spend-cap",)),
+        (("run", "s", "--spend-cap", "inf"), ("--spend-cap",)),
+        (("plan", "s", "--spend-cap", "١٠"), ("--spend-cap",)),
+        (("report", "cost", "--since", "99999999999d"), ("--since",)),
+        (("report", "cost", "--since", "٧d"), ("--since",)),
+        (("report", "cost", "--since", "last tuesday"), ("--since", "YYYY-MM-DD")),
+        (("run", "s", "--timeout", "-1"), ("--timeout",)),
+        (("run", "s", "--workers", "-3"), ("--workers",)),
+        (("load", "nope.csv", "--set", "x", "--show", "-1"), ("--show",)),
+        (("report", "cost", "--by", "planet"), ("--by",)),
+        (("plan",), ("Missing argument", "SET")),
+    ],
+)
+def test_a_bad_option_is_one_error_line_and_exit_2(
+    budgetq: Budgetq, args: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    # When a command is given a value it cannot use
+    outcome = budgetq(*args, **SERVERS)
+
+    # Then one `error:` line names the option, exit 2
+    outcome.one_error_line(*words)
+    assert outcome.code == 2, outcome
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("BUDGETQ_SAFE_UTILIZATION", "2"),
+        ("BUDGETQ_MAX_TOKENS_PER_CALL", "abc"),
+        ("BUDGETQ_RUN_SPEND_CAP_USD", "-1"),
+        ("BUDGETQ_RUN_SPEND_CAP_USD", "١٠"),
+        ("BUDGETQ_LOG_FORMAT", "xml"),
+        ("BUDGETQ_DB_CONNECT_TIMEOUT_S", "0"),
+    ],
+)
+def test_a_bad_setting_is_one_error_line_naming_the_variable(
+    budgetq: Budgetq, variable: str, value: str
+) -> None:
+    # When a BUDGETQ_ variable holds a value the setting refuses
+    outcome = budgetq("report", "cost", **{**SERVERS, variable: value})
+
+    # Then one line names the variable, exit 2
+    outcome.one_error_line(variable)
+    assert outcome.code == 2, outcome
+
+
+def test_an_unwritable_rejected_csv_is_refused_before_anything_is_loaded(
+    budgetq: Budgetq, tmp_path: Path
+) -> None:
+    # Given a file with a rejected row and a --rejected-csv path in a folder that does not exist
+    source = tmp_path / "issues.csv"
+    source.write_text("external_id,priority,text\na,15,good\nb,7,bad priority\n")
+    target = tmp_path / "no-such-folder" / "rejected.csv"
+
+    # When it is loaded
+    outcome = budgetq("load", str(source), "--set", "x", "--rejected-csv", str(target), **SERVERS)
+
+    # Then one line names the path, before any server is asked (so nothing was committed and hidden)
+    outcome.one_error_line("rejected.csv")
+    assert outcome.code == 2
+    assert "PostgreSQL" not in outcome.stderr
+
+
+def _options() -> list[tuple[list[str], str, bool]]:  # noqa: C901 - one walk
+    """Every command path, each of its options and whether it takes a value."""
+    from budgetq.cli import db, demo, load, report, runs  # noqa: F401 - registers the commands
+
+    found: list[tuple[list[str], str, bool]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        # typer's own click classes: told apart by what they hold, not by click's types.
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+            return
+        for param in command.params:
+            if param.param_type_name == "option" and param.name != "help":
+                found.append((path, param.opts[0], not getattr(param, "is_flag", False)))
+            elif param.param_type_name == "argument":
+                found.append((path, "", True))
+
+    walk(typer.main.get_command(app), [])
+    assert len(found) > 20, found
+    return found
+
+
+OPTIONS = _options()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(choice=st.sampled_from(OPTIONS), value=st.text(max_size=24))
+def test_any_string_for_any_option_is_never_a_traceback(
+    budgetq: Budgetq, choice: tuple[list[str], str, bool], value: str
+) -> None:
+    # Given any command, any of its options, any string as its value
+    path, option, takes_value = choice
+    if path[:1] == ["demo"] or "\x00" in value:
+        return  # the demo runs minutes when its options are valid; argv cannot hold NUL
+    args = [*path, *([option] if option else []), *([value] if takes_value else [])]
+    if path[:1] in (["plan"], ["run"], ["reprocess"]) and option:
+        args.insert(1, "some-set")
+    if path[:1] == ["load"] and option:
+        args[1:1] = ["nope.csv", "--set", "x"] if option != "--set" else ["nope.csv"]
+    # When it runs (servers that do not answer: nothing is started or written)
+    outcome = budgetq(*args, **SERVERS)
+
+    # Then it ends with a documented code and no traceback; a failure is one `error:` line, last
+    assert outcome.code in (0, 1, 2), outcome
+    assert "Traceback" not in outcome.stderr
+    if outcome.code == 2:
+        outcome.one_error_line()

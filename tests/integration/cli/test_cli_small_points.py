@@ -1,0 +1,121 @@
+"""The smaller CLI points of issue 17, point 11: each said the wrong thing or exited with the wrong code."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.integration.conftest import Budgetq
+from tests.integration.pipeline import make_seed_set
+
+NO_BROKER = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def budgetq(run_budgetq: Budgetq, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Budgetq:
+    """`budgetq ARGS` with an empty data folder."""
+    monkeypatch.setenv("BUDGETQ_DATA_DIR", str(tmp_path))
+    return run_budgetq
+
+
+def test_failed_only_with_nothing_failed_is_nothing_to_reprocess_exit_0(
+    budgetq: Budgetq, database_url: str, sessions: sessionmaker[Session]
+) -> None:
+    # Given a set whose issues never failed
+    name = f"nofail-{uuid.uuid4().hex[:8]}"
+    make_seed_set(sessions, name, 5)
+
+    # When only its failed issues are reprocessed
+    outcome = budgetq(
+        "reprocess",
+        name,
+        "--failed-only",
+        "--no-wait",
+        BUDGETQ_DATABASE_URL=database_url,
+        BUDGETQ_REDIS_URL=NO_BROKER,
+    )
+
+    # Then there is nothing to do, and that is a success
+    assert outcome.code == 0, outcome
+    assert "nothing to reprocess" in outcome.stderr + outcome.stdout
+
+
+def test_a_header_only_file_loads_nothing_and_says_so_with_exit_0(
+    budgetq: Budgetq, database_url: str, tmp_path: Path
+) -> None:
+    # Given a CSV with its header and no row
+    source = tmp_path / "empty.csv"
+    source.write_text("external_id,priority,text\n")
+
+    # When it is loaded
+    outcome = budgetq(
+        "load", str(source), "--set", f"e-{uuid.uuid4().hex[:8]}", BUDGETQ_DATABASE_URL=database_url
+    )
+
+    # Then nothing was rejected, so it is not a failure: exit 0 and a line saying there were no rows
+    assert outcome.code == 0, outcome
+    assert "no rows" in outcome.stderr + outcome.stdout
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_an_empty_set_name_is_one_error_line(
+    budgetq: Budgetq, database_url: str, tmp_path: Path, name: str
+) -> None:
+    # Given a file to load
+    source = tmp_path / "issues.csv"
+    source.write_text("external_id,priority,text\na,15,x\n")
+
+    # When the set is named by nothing
+    outcome = budgetq("load", str(source), "--set", name, BUDGETQ_DATABASE_URL=database_url)
+
+    # Then it is refused in one line, exit 2
+    outcome.one_error_line("--set")
+    assert outcome.code == 2
+
+
+def test_db_upgrade_to_base_does_not_claim_to_be_at_base(budgetq: Budgetq, database_url: str) -> None:
+    # Given a database at head
+    # When it is "upgraded" to base (an upgrade never goes down)
+    outcome = budgetq("db", "upgrade", "base", BUDGETQ_DATABASE_URL=database_url)
+
+    # Then one line says an upgrade cannot go down, and names the revision it is at
+    line = outcome.one_error_line("base")
+    assert outcome.code == 2 and "database at base" not in outcome.stdout
+    assert "downgrade" in line or "cannot go down" in line
+
+
+@pytest.mark.parametrize("args", [("--no-wait",), ("--workers", "0")])
+def test_no_wait_or_no_workers_with_the_embedded_broker_is_refused(
+    budgetq: Budgetq, database_url: str, sessions: sessionmaker[Session], args: tuple[str, ...]
+) -> None:
+    # Given a set and no BUDGETQ_REDIS_URL: only this process could reach its embedded broker
+    name = f"emb-{uuid.uuid4().hex[:8]}"
+    make_seed_set(sessions, name, 3)
+
+    # When the run is asked not to wait, or to start no worker
+    outcome = budgetq("run", name, *args, BUDGETQ_DATABASE_URL=database_url)
+
+    # Then it is refused in one line naming the broker setting, before anything is planned
+    outcome.one_error_line("BUDGETQ_REDIS_URL")
+    assert outcome.code == 2
+
+
+def test_plan_applies_the_run_spend_cap_setting_as_run_does(
+    budgetq: Budgetq, database_url: str, sessions: sessionmaker[Session]
+) -> None:
+    # Given a set and a run cap in the environment far below what it costs
+    name = f"cap-{uuid.uuid4().hex[:8]}"
+    make_seed_set(sessions, name, 200)
+
+    # When it is planned
+    outcome = budgetq(
+        "plan", name, "--json", BUDGETQ_DATABASE_URL=database_url, BUDGETQ_RUN_SPEND_CAP_USD="0.01"
+    )
+
+    # Then the plan defers what the run would defer
+    assert outcome.code == 0, outcome
+    assert json.loads(outcome.stdout)["deferred"] > 0
