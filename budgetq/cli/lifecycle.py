@@ -24,7 +24,17 @@ from budgetq.domain.statuses import RunStatus
 from budgetq.errors import BudgetqError
 from budgetq.settings import Settings
 
-out = Console(highlight=False)
+
+def _show(renderable: Table | str) -> None:
+    """Print to stdout; when it is not a terminal (a pipe, a file) as wide as the table needs."""
+    console = Console(highlight=False)
+    if not console.is_terminal and isinstance(renderable, Table):
+        wide = console.options.update(max_width=10_000)
+        width = max(80, console.measure(renderable, options=wide).maximum)
+        console = Console(highlight=False, width=width)
+    console.print(renderable)
+
+
 AsJson = Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")]
 
 
@@ -51,7 +61,7 @@ def sets(as_json: AsJson = False) -> None:
             r.name, "yes" if r.nightly else "", f"{r.issues:,}", f"{r.runs:,}", last,
             r.last_run_status or "", _when(r.last_run_at),
         )  # fmt: skip
-    out.print(table if rows else "no issue sets yet: load one with `budgetq load FILE --set NAME`")
+    _show(table if rows else "no issue sets yet: load one with `budgetq load FILE --set NAME`")
 
 
 @app.command()
@@ -82,7 +92,7 @@ def runs(
             str(r.id), r.set_name, r.kind, r.status, r.api_mode, f"{r.answered:,}/{r.issues:,}",
             f"${r.spent_usd:.4f}", _when(r.created_at), _when(r.finished_at), r.stop_reason or "",
         )  # fmt: skip
-    out.print(table if rows else "no runs match")
+    _show(table if rows else "no runs match")
 
 
 @app.command()
@@ -94,7 +104,7 @@ def cancel(run: Annotated[int, typer.Argument(help="The run's id (see `budgetq r
                 done = store.cancel_run(session, run, f"cancelled by `budgetq cancel {run}`")
     except BudgetqError as exc:
         raise fail(exc) from exc
-    out.print(
+    Console(highlight=False).print(
         f"run {done.run_id} cancelled: {done.batches_cancelled:,} queued batches "
         f"({done.issues_cancelled:,} issues) will not be called; {done.batches_in_flight:,} in flight finish "
         "and are recorded. Their issues: `budgetq reprocess SET --failed-only`",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from budgetq.adapters.store.batches import Claim
 from budgetq.adapters.store.models import Batch, BatchIssue, Issue, IssueSet, Run, RunIssue
@@ -67,9 +67,10 @@ class Cancelled:
 
 def list_sets(session: Session) -> list[SetRow]:
     """Every issue set with its issue and run counts and its latest run."""
+    any_run = aliased(Run)
     issues = select(func.count()).where(Issue.set_id == IssueSet.id).scalar_subquery()
-    runs = select(func.count()).where(Run.set_id == IssueSet.id).scalar_subquery()
-    last = select(func.max(Run.id)).where(Run.set_id == IssueSet.id).scalar_subquery()
+    runs = select(func.count()).where(any_run.set_id == IssueSet.id).scalar_subquery()
+    last = select(func.max(any_run.id)).where(any_run.set_id == IssueSet.id).scalar_subquery()
     rows = session.execute(
         select(IssueSet.name, IssueSet.nightly, issues, runs, Run.id, Run.status, Run.created_at)
         .outerjoin(Run, Run.id == last)

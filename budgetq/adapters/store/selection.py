@@ -76,11 +76,10 @@ def require_known(session: Session, set_id: int, set_name: str, selector: Select
 def resolve_refs(session: Session, set_id: int, set_name: str, refs: Sequence[str]) -> tuple[int, ...]:
     """Internal ids for ``refs``, in order: a reference is the external id of an issue of the set, or
     else (when it is a number) an internal id of one; NotFoundError names those that are neither."""
-    by_external = dict(
-        session.execute(
-            select(Issue.external_id, Issue.id).where(Issue.set_id == set_id, Issue.external_id.in_(refs))
-        ).tuples()
+    rows = session.execute(
+        select(Issue.external_id, Issue.id).where(Issue.set_id == set_id, Issue.external_id.in_(refs))
     )
+    by_external: dict[str, int] = {str(external): int(internal) for external, internal in rows}
     numbers = [int(r) for r in refs if r not in by_external and r.isdigit()]
     known = set(session.scalars(select(Issue.id).where(Issue.set_id == set_id, Issue.id.in_(numbers))))
     ids: dict[int, None] = {}
