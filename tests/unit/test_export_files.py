@@ -1,4 +1,4 @@
-"""Export writers: CSV, JSON Lines and Parquet keep non-ASCII and exact decimals; a file is whole or absent."""
+"""Export writers: CSV, JSON Lines and Parquet keep non-ASCII, exact decimals; files are whole or absent."""
 
 from __future__ import annotations
 
