@@ -127,7 +127,6 @@ def test_cancel_stops_queued_batches_records_those_in_flight_and_reprocess_takes
         )
         results = session.scalar(text("SELECT count(*) FROM results WHERE run_id = :r"), {"r": run_id})
         run_status = session.scalar(text("SELECT status FROM runs WHERE id = :r"), {"r": run_id})
-    print(f"cancel: in flight {len(in_flight)}, batches {statuses}, issues {issues}")
     assert run_status == "cancelled"
     assert set(statuses) <= {"succeeded", "cancelled"} and statuses.get("cancelled", 0) > 0, statuses
     assert called_cancelled == 0  # a cancelled batch was never called
@@ -150,3 +149,41 @@ def test_cancel_stops_queued_batches_records_those_in_flight_and_reprocess_takes
     assert len(rows) == ISSUES and len({r["issue_id"] for r in rows}) == ISSUES
     assert {r["status"] for r in rows} == {"answered"} and all(r["diagnosis"] for r in rows)
     assert {r["run_id"] for r in rows} == {run_id, reprocess_id}
+
+
+def test_a_cancelled_batch_api_run_submits_nothing(
+    budgetq: Budgetq,
+    sessions: sessionmaker[Session],
+    standin: Any,
+    start_worker: Callable[..., Any],
+    test_settings: Any,
+) -> None:
+    # Given a planned batch-api run whose batches are queued, not yet submitted
+    from budgetq.adapters.queue.celery_app import POLL_MESSAGE_BATCHES, make_celery
+    from budgetq.services.planning import enqueue, plan_run
+
+    set_id = make_seed_set(sessions, f"cancel-mb-{uuid.uuid4().hex[:8]}", 200)
+    planned = plan_run(sessions, test_settings, set_id, kind="manual", api_mode="batch-api")
+    assert planned.run_id is not None
+
+    # When it is cancelled, and then its tasks reach a worker and the poll runs
+    cancelled = budgetq("cancel", str(planned.run_id))
+    assert cancelled.code == 0, cancelled
+    start_worker(concurrency=2)
+    app = make_celery(test_settings, test_settings.redis_url or "")
+    enqueue(app, sessions, planned.batch_ids)
+    for _ in range(5):
+        app.send_task(POLL_MESSAGE_BATCHES)
+        time.sleep(0.5)
+
+    # Then no Message Batch was created and every batch ended cancelled
+    assert [e["path"] for e in standin.log() if "batches" in e["path"] or e["path"] == "/v1/messages"] == []
+    assert (
+        _scalar(
+            sessions,
+            "SELECT count(*) FROM batches WHERE run_id = :r AND status <> 'cancelled'",
+            r=planned.run_id,
+        )
+        == 0
+    )
+    assert _scalar(sessions, "SELECT count(*) FROM message_batches WHERE run_id = :r", r=planned.run_id) == 0
