@@ -118,3 +118,11 @@ class NothingSelectedError(NotFoundError):
 
 class QueryFailedError(BudgetqError):
     """A read-only SQL query given on the command line failed (syntax, unknown column, a write)."""
+
+
+class RunCancelledError(SpendCapExceededError):
+    """The run was cancelled: no further attempt of its batches may be sent (refused at the spend gate)."""
+
+
+class ExportError(BudgetqError):
+    """Results could not be exported (nothing matched, an unwritable output path, a filter not available)."""

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from budgetq.adapters.llm.client import Attempt, LLMCallResult
 from budgetq.adapters.observability.metrics import observe_lease_expiry
 from budgetq.adapters.store import batches as store
-from budgetq.adapters.store import recovery, run_issues
+from budgetq.adapters.store import lifecycle, recovery, run_issues
 from budgetq.adapters.store.engine import transaction
 from budgetq.domain.settle import Outcome, judge
 from budgetq.errors import (
@@ -29,6 +29,7 @@ from budgetq.errors import (
     RateLimitUnavailableError,
     RequestOverRateLimitError,
     RetryableCallError,
+    RunCancelledError,
     SpendCapBusyError,
     SpendCapExceededError,
     SpendLimitReachedError,
@@ -116,6 +117,8 @@ class BatchProcessor:
         try:
             with gate.call(claim.run_id, claim.batch_id, g.most_input(counted)):
                 result = client.send(request, on_attempt=record)
+        except RunCancelledError as exc:
+            return self._cancelled(claim, str(exc))
         except SpendCapBusyError as exc:
             return self._wait_for_cap(claim, str(exc))
         except SpendCapExceededError as exc:
@@ -184,6 +187,14 @@ class BatchProcessor:
             return recovery.recorded_call_id(session, claim.batch_id, attempt)
 
         durable.write(self.resources.sessions, self.settings, claim.batch_id, attempt, write, written)
+
+    def _cancelled(self, claim: store.Claim, reason: str) -> Outcome:
+        """The run was cancelled before this attempt: nothing is sent; the batch ends cancelled (attempts
+        already made were recorded as they happened)."""
+        with transaction(self.resources.sessions) as session:
+            lifecycle.end_cancelled(session, claim, reason)
+        log.info("batch %s: %s", claim.batch_id, reason)
+        return Outcome.RUN_CANCELLED
 
     def _wait_for_cap(self, claim: store.Claim, reason: str) -> Outcome:
         """The cap's room is held by calls in flight: back to the queue for a while, not counted as a

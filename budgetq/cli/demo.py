@@ -121,5 +121,8 @@ def demo(
         print(json.dumps(summary))
     else:
         _print_summary(summary)
+        Console(highlight=False).print(
+            f"The diagnoses: budgetq results {name} --format jsonl", soft_wrap=True
+        )
     if summary["status"] != RunStatus.SUCCEEDED.value:
         raise typer.Exit(1)

@@ -21,10 +21,11 @@ from budgetq.adapters.processes import local_workers as processes
 from budgetq.adapters.queue.celery_app import make_celery
 from budgetq.adapters.store import issues as issue_store
 from budgetq.adapters.store.engine import transaction
+from budgetq.adapters.store.selection import resolve_refs
 from budgetq.cli import app, plan_view
 from budgetq.cli.environment import Environment, console, database, fail, fail_line, worker_env
 from budgetq.cli.watch import watch
-from budgetq.domain.selector import Selector, SelectorKind, from_options
+from budgetq.domain.selector import Selector, SelectorKind, check_one_option, from_options, parse_refs
 from budgetq.domain.statuses import ApiMode, RunKind, RunStatus
 from budgetq.errors import BudgetqError, NothingSelectedError
 from budgetq.services.ondemand import check_selection, start_run
@@ -144,6 +145,7 @@ def _start_and_follow(
     wait: bool,
     timeout: float,
     workers: int | None,
+    issue_refs: tuple[str, ...] = (),
 ) -> None:
     settings = Settings()
     embedded_broker = settings.redis_url is None
@@ -161,6 +163,10 @@ def _start_and_follow(
     try:
         with database(settings, need_api=threads > 0, need_broker=True) as (env, sessions):
             set_id = _set_id(sessions, set_name)
+            if issue_refs:
+                with transaction(sessions) as session:
+                    ids = resolve_refs(session, set_id, set_name, issue_refs)
+                selector = Selector(SelectorKind.ISSUES, ids)
             if selector is not None:
                 try:
                     check_selection(sessions, set_id, selector)
@@ -230,9 +236,19 @@ def run(
 def reprocess(
     set_name: SetName,
     failed_only: Annotated[
-        bool, typer.Option("--failed-only", help="Only the issues that failed in their latest run.")
+        bool,
+        typer.Option(
+            "--failed-only", help="Only the issues that failed or were cancelled in their latest run."
+        ),
     ] = False,
-    issues: Annotated[str | None, typer.Option("--issues", help="Only these issue ids: 12,14,15.")] = None,
+    issues: Annotated[
+        str | None,
+        typer.Option(
+            "--issues",
+            help="Only these issues: external ids as loaded (DQ-7,DQ-9) or internal ids (12,14); "
+            "an external id wins when a text is both.",
+        ),
+    ] = None,
     priority: Annotated[
         int | None, typer.Option("--priority", help="Only the issues of this priority.")
     ] = None,
@@ -244,7 +260,9 @@ def reprocess(
 ) -> None:
     """Start a new run of SET covering only what is asked (all issues when no option is given)."""
     try:
-        selector = from_options(failed_only, issues, priority)
+        check_one_option(failed_only, issues, priority)
+        refs = parse_refs(issues) if issues is not None else ()
+        selector = None if refs else from_options(failed_only, None, priority)
     except BudgetqError as exc:
         raise fail(exc) from exc
     _start_and_follow(
@@ -256,4 +274,5 @@ def reprocess(
         wait=wait,
         timeout=timeout,
         workers=workers,
+        issue_refs=refs,
     )

@@ -18,7 +18,7 @@ class SelectorKind(StrEnum):
     """The kinds of selection."""
 
     ALL = "all"
-    FAILED = "failed"  # issues whose latest status in the set's runs is failed
+    FAILED = "failed"  # issues whose latest status in the set's runs is failed or cancelled
     ISSUES = "issues"  # issues listed by id
     PRIORITY = "priority"  # issues of one priority
     UNANSWERED = "unanswered"  # issues no run has answered, nor is answering (the nightly default)
@@ -49,7 +49,7 @@ class Selector:
             return f"the priority-{self.priority} issues"
         return {
             SelectorKind.ALL: "all issues",
-            SelectorKind.FAILED: "the issues that failed in their latest run",
+            SelectorKind.FAILED: "the issues that failed or were cancelled in their latest run",
             SelectorKind.UNANSWERED: "the issues not yet answered",
         }[self.kind]
 
@@ -79,14 +79,19 @@ class Selector:
         return cls(kind, tuple(ids), priority)
 
 
-def from_options(failed_only: bool, issues: str | None, priority: int | None) -> Selector:
-    """The selector that reprocess options ask for (at most one of them); all issues when none is given."""
+def check_one_option(failed_only: bool, issues: str | None, priority: int | None) -> None:
+    """SelectorError when more than one of the reprocess options is given."""
     options = (("--failed-only", failed_only), ("--issues", issues), ("--priority", priority))
     given = [name for name, value in options if value not in (False, None)]
     if len(given) > 1:
         raise SelectorError(
             f"choose one of --failed-only, --issues and --priority, not {' and '.join(given)}"
         )
+
+
+def from_options(failed_only: bool, issues: str | None, priority: int | None) -> Selector:
+    """The selector that reprocess options ask for (at most one of them); all issues when none is given."""
+    check_one_option(failed_only, issues, priority)
     if failed_only:
         return Selector(SelectorKind.FAILED)
     if issues is not None:
@@ -109,3 +114,11 @@ def parse_ids(values: Sequence[str]) -> tuple[int, ...]:
     if not ids:
         raise SelectorError("--issues needs at least one issue id, e.g. --issues 12,14,15")
     return tuple(ids)
+
+
+def parse_refs(text: str) -> tuple[str, ...]:
+    """Issue references (external ids or internal ids) from ``--issues A-1, 14``: duplicates dropped."""
+    refs = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not refs:
+        raise SelectorError("--issues needs at least one issue id, e.g. --issues 12,14 or --issues DQ-7,DQ-9")
+    return refs

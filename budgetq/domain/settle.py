@@ -26,6 +26,7 @@ class Outcome(StrEnum):
     RELEASED = "released"  # back to the queue, one more failure counted
     FAILED = "failed"
     RUN_STOPPED = "run-stopped"  # a spend cap or the API's spend limit stopped the run
+    RUN_CANCELLED = "run-cancelled"  # `budgetq cancel` ended the run before this attempt; nothing sent
     WAITING_FOR_CAP = "waiting-for-cap"  # the cap's room is held by calls in flight
     NOT_SENT = "not-sent"  # the rate limiter was unreachable; nothing was sent
     UNRECORDED = "unrecorded"  # PostgreSQL stayed down past the write window after a paid answer

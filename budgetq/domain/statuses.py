@@ -13,6 +13,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     STOPPED = "stopped"
+    CANCELLED = "cancelled"  # by `budgetq cancel`: its queued batches will never be called
 
 
 class BatchStatus(StrEnum):
@@ -23,11 +24,12 @@ class BatchStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SPLIT = "split"
+    CANCELLED = "cancelled"  # its run was cancelled while it waited in the queue: never called
 
     @property
     def terminal(self) -> bool:
         """True when no worker will touch the batch again."""
-        return self in (BatchStatus.SUCCEEDED, BatchStatus.FAILED, BatchStatus.SPLIT)
+        return self in (BatchStatus.SUCCEEDED, BatchStatus.FAILED, BatchStatus.SPLIT, BatchStatus.CANCELLED)
 
 
 class IssueStatus(StrEnum):
@@ -38,6 +40,7 @@ class IssueStatus(StrEnum):
     FAILED = "failed"
     OVERSIZE = "oversize"
     DEFERRED = "deferred"
+    CANCELLED = "cancelled"  # its run was cancelled before its batch was called; reprocess takes it
 
 
 class CallOutcome(StrEnum):

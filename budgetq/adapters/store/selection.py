@@ -31,7 +31,9 @@ def issue_filter(set_id: int, selector: Selector) -> ColumnElement[bool]:
             .order_by(RunIssue.issue_id, RunIssue.run_id.desc())
             .subquery()
         )
-        failed = select(latest.c.issue_id).where(latest.c.status == IssueStatus.FAILED.value)
+        # Cancelled issues were never called: they are taken again with the failed ones.
+        again = (IssueStatus.FAILED.value, IssueStatus.CANCELLED.value)
+        failed = select(latest.c.issue_id).where(latest.c.status.in_(again))
         return and_(in_set, Issue.id.in_(failed))
     if selector.kind is SelectorKind.UNANSWERED:
         # Answered by any run, or waiting in a run still going: either way not to be sent again.
@@ -76,3 +78,30 @@ def require_known(session: Session, set_id: int, set_name: str, selector: Select
             f"{len(unknown)} of the listed issue ids are not in set {set_name!r}: {shown}; "
             "ids are the numbers in run_issues.issue_id and results.issue_id"
         )
+
+
+def resolve_refs(session: Session, set_id: int, set_name: str, refs: Sequence[str]) -> tuple[int, ...]:
+    """Internal ids for ``refs``, in order: a reference is the external id of an issue of the set, or
+    else (when it is a number) an internal id of one; NotFoundError names those that are neither."""
+    rows = session.execute(
+        select(Issue.external_id, Issue.id).where(Issue.set_id == set_id, Issue.external_id.in_(refs))
+    )
+    by_external: dict[str, int] = {str(external): int(internal) for external, internal in rows}
+    numbers = [int(r) for r in refs if r not in by_external and r.isdigit()]
+    known = set(session.scalars(select(Issue.id).where(Issue.set_id == set_id, Issue.id.in_(numbers))))
+    ids: dict[int, None] = {}
+    unknown: list[str] = []
+    for ref in refs:
+        if ref in by_external:
+            ids[by_external[ref]] = None
+        elif ref.isdigit() and int(ref) in known:
+            ids[int(ref)] = None
+        else:
+            unknown.append(ref)
+    if unknown:
+        shown = ", ".join(unknown[:10])
+        raise NotFoundError(
+            f"{len(unknown)} of the listed issues are not in set {set_name!r}: {shown}; give external ids "
+            "(as loaded) or internal ids (`budgetq results SET` shows both)"
+        )
+    return tuple(ids)

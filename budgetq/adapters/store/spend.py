@@ -34,8 +34,8 @@ from budgetq.domain.spend import (
     refusing,
     waiting_reason,
 )
-from budgetq.domain.statuses import ReservationStatus
-from budgetq.errors import NotFoundError, SpendCapBusyError, SpendCapExceededError
+from budgetq.domain.statuses import ReservationStatus, RunStatus
+from budgetq.errors import NotFoundError, RunCancelledError, SpendCapBusyError, SpendCapExceededError
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,16 @@ def reserve(
         update(Run)
         .where(
             Run.id == run_id,
+            # The run's row lock orders this against `budgetq cancel`: after a cancel commits, no attempt.
+            Run.status != RunStatus.CANCELLED.value,
             Run.spend_cap_usd.is_(None) | (Run.spent_usd + Run.reserved_usd + amount <= Run.spend_cap_usd),
         )
         .values(reserved_usd=Run.reserved_usd + amount)
         .returning(Run.id)
     )
     if held is None:
+        if session.scalar(select(Run.status).where(Run.id == run_id)) == RunStatus.CANCELLED.value:
+            raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
         raise _refuse(caps.run_cap(session, run_id), amount)
     day = caps.today(session)
     session.execute(pg_insert(DailySpend).values(day=day).on_conflict_do_nothing(index_elements=["day"]))

@@ -214,13 +214,18 @@ def test_a_run_with_a_local_worker_in_live_mode_without_a_key_is_one_line(
     _one_clear_line(outcome, "ANTHROPIC_API_KEY")
 
 
-def test_a_selection_that_is_not_issue_ids_is_one_line(budgetq: object, database_url: str) -> None:
-    # Given --issues that are not numbers
+def test_a_selection_that_is_not_issue_ids_is_one_line(
+    budgetq: object, database_url: str, sessions: sessionmaker[Session]
+) -> None:
+    # Given a set, and --issues naming one issue that is neither an external nor an internal id of it
+    # (issue 14: --issues takes external ids too, so a text that is not a number is no longer refused as such)
+    name = f"sel-{uuid.uuid4().hex[:8]}"
+    make_seed_set(sessions, name, 3)
     # When a reprocess is asked for
-    outcome = budgetq("reprocess", "s", "--issues", "12,abc", BUDGETQ_DATABASE_URL=database_url)  # type: ignore[operator]
+    outcome = budgetq("reprocess", name, "--issues", "dq-00001,abc", BUDGETQ_DATABASE_URL=database_url)  # type: ignore[operator]
 
     # Then one line says what is wrong
-    _one_clear_line(outcome, "abc")
+    _one_clear_line(outcome, "abc", "not in set")
 
 
 def test_a_broker_that_does_not_answer_is_one_line(

@@ -1,0 +1,1 @@
+"""Writing exported rows to files and streams: CSV, JSON Lines, Parquet."""
