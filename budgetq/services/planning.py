@@ -8,10 +8,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.adapters.queue.celery_app import PROCESS_BATCH, SUBMIT_MESSAGE_BATCHES
 from budgetq.adapters.store import api_modes
 from budgetq.adapters.store import issues as issue_store
 from budgetq.adapters.store import runs as run_store
@@ -293,14 +291,4 @@ def _fit_to_cap(
     return kept, deferred
 
 
-def enqueue(app: Celery, sessions: sessionmaker[Session], batch_ids: Sequence[int]) -> None:
-    """Send one task per batch, by name, in queue order (highest priority first); the batch-api
-    batches of a run go as one submit task for the run (they travel in Message Batches)."""
-    with transaction(sessions) as session:
-        sync, batch_api_runs = api_modes.route(session, batch_ids)
-    for batch_id in sync:
-        app.send_task(PROCESS_BATCH, args=[batch_id])
-    for run_id in batch_api_runs:
-        app.send_task(SUBMIT_MESSAGE_BATCHES, args=[run_id])
-    with transaction(sessions) as session:
-        run_store.mark_enqueued(session, batch_ids)
+from budgetq.services.sending import enqueue as enqueue  # noqa: E402 - kept importable from here

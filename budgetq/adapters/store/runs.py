@@ -105,6 +105,13 @@ def nightly_run_id(session: Session, set_id: int, night: dt.date) -> int | None:
     return session.scalar(select(Run.id).where(Run.set_id == set_id, Run.nightly_date == night))
 
 
+def runs_of_batches(session: Session, batch_ids: Sequence[int]) -> list[int]:
+    """The ids of the runs ``batch_ids`` belong to."""
+    if not batch_ids:
+        return []
+    return list(session.scalars(select(Batch.run_id).where(Batch.id.in_(batch_ids)).distinct()))
+
+
 def requested_run_id(session: Session, request_key: str) -> int | None:
     """The id of the run the request ``request_key`` started, if it started one."""
     return session.scalar(select(Run.id).where(Run.request_key == request_key))
