@@ -96,6 +96,11 @@ class AnswerInvalidError(BudgetqError):
     """The model's answer could not be used as results."""
 
 
+class EnqueueError(BudgetqError):
+    """The broker could not be reached while a planned run's batches were being sent: the run was
+    stopped with the reason instead of being left running with nobody to work on it."""
+
+
 class LeaseLostError(BudgetqError):
     """The worker's lease on a batch expired or was taken over; its writes are refused."""
 

@@ -64,9 +64,15 @@ class AttemptGates:
             raise
 
     def after_attempt(self, request: CallRequest, attempt: Attempt) -> None:
-        """Settle every gate, last first."""
+        """Settle every gate, last first; one gate's failure neither skips the others nor escapes.
+
+        The attempt has happened (perhaps paid): an error in one gate's bookkeeping (a garbled
+        rate-limit header) must not leave the spend reservation held or lose the answer."""
         for gate in reversed(self.gates):
-            gate.after_attempt(request, attempt)
+            try:
+                gate.after_attempt(request, attempt)
+            except Exception:  # noqa: BLE001 - see the docstring; the error is logged with its trace
+                log.exception("%s could not settle attempt %s", type(gate).__name__, attempt.number)
 
 
 @dataclass(frozen=True)

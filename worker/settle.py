@@ -68,7 +68,7 @@ def _write(session: Session, claim: store.Claim, decision: Decision) -> Settled:
         store.release(session, claim, decision.reason)
         return Settled(Outcome.RELEASED, (claim.batch_id,))
     if decision.next is Next.SPLIT:
-        return Settled(Outcome.SPLIT, tuple(store.split(session, claim, decision.reason)))
+        return Settled(Outcome.SPLIT, tuple(store.split(session, claim, decision.reason, decision.inherited)))
     return fail(session, claim, decision.reason)
 
 

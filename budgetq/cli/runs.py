@@ -20,7 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from budgetq.adapters.processes import local_workers as processes
 from budgetq.adapters.queue.celery_app import make_celery
 from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store import run_issues
+from budgetq.adapters.store import runs as run_store
 from budgetq.adapters.store.engine import transaction
+from budgetq.adapters.store.runs import Progress
 from budgetq.adapters.store.selection import resolve_refs
 from budgetq.cli import app, plan_view
 from budgetq.cli.environment import Environment, console, database, fail, fail_line, worker_env
@@ -135,6 +138,20 @@ def _local_worker(env: Environment, settings: Settings, threads: int) -> Iterato
         processes.stop(worker)
 
 
+def _leave_behind(sessions: sessionmaker[Session], run_id: int, set_name: str, timeout: float) -> Progress:
+    """Stop a run this command's local worker could not finish before ``--timeout``: with an embedded
+    broker nobody else will run it, and its batches must not be called, unasked, by a later command."""
+    reason = (
+        f"left behind by this command at --timeout {timeout:.0f}s (embedded broker: nobody else runs it); "
+        f"resume its unanswered issues with: budgetq reprocess {set_name} --failed-only"
+    )
+    with transaction(sessions) as session:
+        run_issues.stop_run(session, run_id, reason)
+    console.print(f"[yellow]run {run_id} stopped: {reason}[/yellow]", soft_wrap=True)
+    with transaction(sessions) as session:
+        return run_store.progress(session, run_id)
+
+
 def _start_and_follow(
     set_name: str,
     selector: Selector | None,
@@ -200,6 +217,8 @@ def _start_and_follow(
                 if not wait:
                     return
                 progress = watch(sessions, planned.run_id, planned.issues, timeout)
+                if embedded_broker and progress.status == RunStatus.RUNNING.value:
+                    progress = _leave_behind(sessions, progress.run_id, set_name, timeout)
     except BudgetqError as exc:
         raise fail(exc) from exc
     counts = " · ".join(f"{status} {n:,}" for status, n in sorted(progress.issues.items()))

@@ -98,12 +98,15 @@ def announced_limits(headers: Mapping[str, str] | None) -> tuple[AnnouncedLimit,
 
 
 def _int(value: str | None) -> int | None:
+    """A header's whole number, or None when it is absent or not a finite number (``1e400``, ``nan``):
+    a header the API garbles must never break the handling of the answer it came with."""
     if value is None:
         return None
     try:
-        return int(float(value))
+        number = float(value)
     except ValueError:
         return None
+    return int(number) if math.isfinite(number) else None
 
 
 def hold_off_seconds(

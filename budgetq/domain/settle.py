@@ -90,6 +90,8 @@ class Decision:
 
     next: Next
     reason: str
+    # The failures a half of more than one issue starts with (``half_failures``), when ``next`` is SPLIT.
+    inherited: int = 0
 
 
 def exhausted(failures_before: int, max_failures: int) -> bool:
@@ -102,13 +104,24 @@ def exhausted_reason(failures_before: int, reason: str) -> str:
     return f"failed {failures_before + 1} times; last: {reason}"
 
 
-def unanswerable(issues: int, reason: str) -> Decision:
-    """A batch that cannot be answered as it is: halve it, or fail it when it is a single issue."""
-    return Decision(Next.SPLIT if issues > 1 else Next.FAIL, reason)
+def unanswerable(issues: int, reason: str, inherited: int = 0) -> Decision:
+    """A batch that cannot be answered as it is: halve it (its halves starting at ``inherited``
+    failures), or fail it when it is a single issue."""
+    return Decision(Next.SPLIT if issues > 1 else Next.FAIL, reason, inherited)
 
 
 def after_failure(failures_before: int, max_failures: int, issues: int, reason: str) -> Decision:
-    """A try failed: queue the batch again until its tries are used up, then treat it as unanswerable."""
+    """A try failed: queue the batch again until its tries are used up, then treat it as unanswerable.
+
+    Halves of a batch that used up its tries keep all but one of them: each inner half is tried once
+    and split again at its first failure, so an always-failing batch of N issues costs
+    ``max_failures + (N - 2) + N * max_failures`` calls, not ``max_failures * (2N - 1)``."""
     if not exhausted(failures_before, max_failures):
         return Decision(Next.RELEASE, reason)
-    return unanswerable(issues, exhausted_reason(failures_before, reason))
+    return unanswerable(issues, exhausted_reason(failures_before, reason), max(0, max_failures - 1))
+
+
+def half_failures(inherited: int, issues: int) -> int:
+    """The failures a half of ``issues`` starts with: a single issue gets its own full tries (it may be
+    the one bad issue, or the victim of a bad neighbour); a larger half inherits its parent's."""
+    return 0 if issues == 1 else inherited

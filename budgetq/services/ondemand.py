@@ -27,9 +27,11 @@ def start_run(
     selector: Selector | None = None,
     spend_cap_usd: Decimal | None = None,
     api_mode: str | None = None,
+    request_key: str | None = None,
 ) -> PlannedRun:
     """Plan a run of the set (of the selector's issues) and enqueue its batches, highest priority first;
-    ``api_mode`` (sync or batch-api) overrides the set's and the settings' choice for this run."""
+    ``api_mode`` (sync or batch-api) overrides the set's and the settings' choice for this run. A request
+    key already used returns its run, not a new one (``created`` False)."""
     planned = plan_run(
         sessions,
         settings,
@@ -38,6 +40,7 @@ def start_run(
         selector=selector,
         spend_cap_usd=spend_cap_usd,
         api_mode=api_mode,
+        request_key=request_key,
     )
     if planned.created and planned.batch_ids:
         enqueue(app, sessions, planned.batch_ids)
@@ -67,8 +70,10 @@ def reprocess(
     *,
     spend_cap_usd: Decimal | None = None,
     api_mode: str | None = None,
+    request_key: str | None = None,
 ) -> PlannedRun:
-    """A new run of only the selected issues of the set, enqueued now (``api_mode`` as in start_run)."""
+    """A new run of only the selected issues of the set, enqueued now (``api_mode`` and ``request_key``
+    as in start_run)."""
     check_selection(sessions, set_id, selector)
     return start_run(
         sessions,
@@ -79,4 +84,5 @@ def reprocess(
         selector=selector,
         spend_cap_usd=spend_cap_usd,
         api_mode=api_mode,
+        request_key=request_key,
     )

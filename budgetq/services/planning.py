@@ -8,10 +8,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.adapters.queue.celery_app import PROCESS_BATCH, SUBMIT_MESSAGE_BATCHES
 from budgetq.adapters.store import api_modes
 from budgetq.adapters.store import issues as issue_store
 from budgetq.adapters.store import runs as run_store
@@ -131,10 +129,12 @@ def plan_run(
     spend_cap_usd: Decimal | None = None,
     dry_run: bool = False,
     api_mode: str | None = None,
+    request_key: str | None = None,
 ) -> PlannedRun:
     """Pack the set (the ``selector``'s or ``issue_ids``' issues of it) and, unless ``dry_run``, write the
     run and its batches. With ``spend_cap_usd`` the lowest priorities that do not fit are deferred. A
-    nightly run already planned for ``nightly_date`` is returned as it is (``created`` False). ``api_mode``
+    nightly run already planned for ``nightly_date``, or a run already started under ``request_key``, is
+    returned as it is (``created`` False). ``api_mode``
     (sync or batch-api) defaults to the issue set's, else to ``BUDGETQ_NIGHTLY_API_MODE`` for nightly runs
     and sync for the others."""
     if issue_ids is not None:
@@ -142,7 +142,7 @@ def plan_run(
     spec = get_model(settings.model)
     with transaction(sessions) as session:
         calibration = planning_calibration(session, spec, settings)
-        existing = _nightly_run(session, set_id, nightly_date) if not dry_run else None
+        existing = _existing_run(session, set_id, nightly_date, request_key) if not dry_run else None
     limits = limits_for(spec, settings, calibration)
     if existing is not None:
         return PlannedRun(existing, (), PackPlan((), ()), limits, 0, 0, created=False)
@@ -201,11 +201,13 @@ def plan_run(
                 nightly_date=nightly_date,
                 selector=selector.to_json() if selector is not None else None,
                 api_mode=mode.value,
+                request_key=request_key,
             ),
         )
         if run_id is None:
-            # Another planner wrote this night's run between our check and our insert: that one stands.
-            found = _nightly_run(session, set_id, nightly_date)
+            # Another planner wrote this night's (or this request's) run between our check and our
+            # insert: that one stands.
+            found = _existing_run(session, set_id, nightly_date, request_key)
             return PlannedRun(found, (), PackPlan((), ()), limits, 0, 0, created=False)
         batch_ids = run_store.write_plan(
             session,
@@ -233,7 +235,13 @@ def plan_run(
     )
 
 
-def _nightly_run(session: Session, set_id: int, night: dt.date | None) -> int | None:
+def _existing_run(
+    session: Session, set_id: int, night: dt.date | None, request_key: str | None
+) -> int | None:
+    if request_key is not None:
+        found = run_store.requested_run_id(session, request_key)
+        if found is not None:
+            return found
     return run_store.nightly_run_id(session, set_id, night) if night is not None else None
 
 
@@ -283,14 +291,4 @@ def _fit_to_cap(
     return kept, deferred
 
 
-def enqueue(app: Celery, sessions: sessionmaker[Session], batch_ids: Sequence[int]) -> None:
-    """Send one task per batch, by name, in queue order (highest priority first); the batch-api
-    batches of a run go as one submit task for the run (they travel in Message Batches)."""
-    with transaction(sessions) as session:
-        sync, batch_api_runs = api_modes.route(session, batch_ids)
-    for batch_id in sync:
-        app.send_task(PROCESS_BATCH, args=[batch_id])
-    for run_id in batch_api_runs:
-        app.send_task(SUBMIT_MESSAGE_BATCHES, args=[run_id])
-    with transaction(sessions) as session:
-        run_store.mark_enqueued(session, batch_ids)
+from budgetq.services.sending import enqueue as enqueue  # noqa: E402 - kept importable from here

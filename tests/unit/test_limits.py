@@ -102,3 +102,18 @@ def test_window_figures_count_whole_windows_and_refusals() -> None:
     # Then 1,800 tokens over two windows is 900 per window, the fullest window held 1,200, 1 of 4 refused
     assert (figures.achieved_per_window, figures.max_window) == (900.0, 1_200)
     assert (figures.calls, figures.rejected, figures.rate_rejected) == (4, 1, 0.25)
+
+
+def test_a_header_that_is_not_a_finite_number_is_ignored_not_raised() -> None:
+    from budgetq.domain.limits import announced_limits, hold_off_seconds
+
+    for value in ("1e400", "-inf", "nan", "12abc"):
+        headers = {
+            "anthropic-ratelimit-requests-limit": value,
+            "anthropic-ratelimit-input-tokens-limit": "400000",
+            "anthropic-ratelimit-input-tokens-remaining": value,
+        }
+        assert [(a.dimension, a.limit, a.remaining) for a in announced_limits(headers)] == [
+            ("input_tokens", 400_000, None)
+        ]
+        assert hold_off_seconds({"anthropic-ratelimit-tokens-remaining": value}, None, 0.0) is None

@@ -55,3 +55,13 @@ def test_an_unusable_answer_splits_or_retries_with_a_reason(
     verdict = judge(tool_input, stop_reason, IDS)
     assert verdict.step is step
     assert verdict.reason and verdict.answers == ()
+
+
+def test_halves_of_an_exhausted_batch_get_one_try_and_single_issues_their_own_tries() -> None:
+    from budgetq.domain.settle import Next, after_failure, half_failures
+
+    decision = after_failure(2, 3, 8, "no valid entry")
+    assert decision.next is Next.SPLIT and decision.inherited == 2
+    assert half_failures(decision.inherited, 4) == 2
+    assert half_failures(decision.inherited, 1) == 0
+    assert after_failure(2, 3, 4, "no valid entry").next is Next.SPLIT  # its first failure splits again

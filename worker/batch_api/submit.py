@@ -106,8 +106,8 @@ class Submitter:
                 max_bytes=s.message_batch_max_bytes,
             )
             for index, requests in enumerate(groups):
-                created = self._create(run_id, [admitted[r.batch_id] for r in requests])
                 later = [admitted[r.batch_id] for rest in groups[index + 1 :] for r in rest]
+                created = self._create(run_id, [admitted[r.batch_id] for r in requests], later)
                 if created.refusal is not None:
                     with transaction(self.api.resources.sessions) as session:
                         hold_back(
@@ -149,10 +149,27 @@ class Submitter:
             request = request_for(claim.batch_id, g.request.params())
             yield _Admitted(claim, request, g.estimated, counted, reserve)
 
-    def _create(self, run_id: int, admitted: Sequence[_Admitted]) -> _Created:
+    def _create(
+        self, run_id: int, admitted: Sequence[_Admitted], later: Sequence[_Admitted] = ()
+    ) -> _Created:
         """Reserve the spend of as many requests as the caps take, in order, and create one Message
-        Batch of them; how many it holds (None when the API refused it), and the caps' refusal."""
+        Batch of them; how many it holds (None when the API refused it), and the caps' refusal.
+
+        First the claims of this group and of the ``later`` ones are renewed, in the transaction that
+        opens the Message Batch: a claim whose lease ran out (a slow guard or create; the reaper gave
+        the batch back and another submission may have sent it) is left out, never sent twice."""
         with transaction(self.api.resources.sessions) as session:
+            lease = self.settings.message_batch_submit_lease_s
+            still = api_modes.renew_held(session, [a.claim for a in (*admitted, *later)], lease)
+            lost = [a.claim.batch_id for a in admitted if a.claim.batch_id not in still]
+            if lost:
+                log.warning(
+                    "run %s: the submission lost its lease on batches %s (raise "
+                    "BUDGETQ_MESSAGE_BATCH_SUBMIT_LEASE_S); they are left to their new holder",
+                    run_id,
+                    lost[:20],
+                )
+                admitted = [a for a in admitted if a.claim.batch_id in still]
             held, refusal = spend_store.reserve_many(
                 session,
                 run_id,

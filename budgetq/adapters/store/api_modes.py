@@ -83,6 +83,25 @@ def claim_queued(session: Session, run_id: int, lease_seconds: float, limit: int
     return held(session, {r.id: token for r in rows})
 
 
+def renew_held(session: Session, claims: Sequence[Claim], lease_seconds: float) -> set[int]:
+    """Extend the lease of the claims still held under their tokens; return their batch ids. A claim
+    left out lost its lease (the reaper gave the batch back): it must not be sent under this claim."""
+    if not claims:
+        return set()
+    tokens = {c.batch_id: c.token for c in claims}
+    rows = session.execute(
+        update(Batch)
+        .where(
+            Batch.id.in_(list(tokens)),
+            Batch.lease_token.in_(set(tokens.values())),
+            Batch.status == BatchStatus.RUNNING.value,
+        )
+        .values(lease_until=func.now() + dt.timedelta(seconds=lease_seconds))
+        .returning(Batch.id, Batch.lease_token)
+    ).all()
+    return {r.id for r in rows if tokens[r.id] == r.lease_token}
+
+
 def held(session: Session, tokens: Mapping[int, uuid.UUID], *, only_held: bool = True) -> list[Claim]:
     """Claims for the batches still running under the given lease tokens (the others are left out);
     with ``only_held=False`` for the batches whatever their state (to record a call, never to settle)."""

@@ -20,6 +20,7 @@ from budgetq.adapters.llm.client import Attempt
 from budgetq.adapters.store.models import Batch, BatchIssue, Issue, LLMCall, Result, Run, RunIssue
 from budgetq.adapters.store.run_issues import set_issue_status
 from budgetq.domain.answers import Answer
+from budgetq.domain.settle import half_failures
 from budgetq.domain.statuses import ApiMode, BatchStatus, IssueStatus, RunStatus
 from budgetq.errors import LeaseLostError
 
@@ -194,8 +195,9 @@ def record_attempt(
     ).one()
 
 
-def _new_batch(session: Session, c: Claim, issue_ids: Sequence[int], reason: str) -> int:
-    """A child batch of ``c`` holding ``issue_ids``, queued with the parent's priority."""
+def _new_batch(session: Session, c: Claim, issue_ids: Sequence[int], reason: str, failures: int = 0) -> int:
+    """A child batch of ``c`` holding ``issue_ids``, queued with the parent's priority and ``failures``
+    already counted."""
     by_id = {i.issue_id: i for i in c.issues}
     batch_id = session.scalars(
         insert(Batch).returning(Batch.id),
@@ -211,6 +213,7 @@ def _new_batch(session: Session, c: Claim, issue_ids: Sequence[int], reason: str
                 "output_tokens_est": 0,
                 "max_tokens": c.max_tokens,
                 "last_error": reason,
+                "failures": failures,
                 "api_mode": c.api_mode,
             }
         ],
@@ -259,12 +262,16 @@ def complete(
     return [_new_batch(session, c, missing, reason)]
 
 
-def split(session: Session, c: Claim, reason: str) -> list[int]:
-    """Close the batch as split and queue its two halves; return their ids."""
+def split(session: Session, c: Claim, reason: str, inherited: int = 0) -> list[int]:
+    """Close the batch as split and queue its two halves, each starting with the failures the rule
+    gives it (``domain.settle.half_failures``); return their ids."""
     _close(session, c, BatchStatus.SPLIT, reason)
     ids = c.issue_ids
     half = len(ids) // 2
-    return [_new_batch(session, c, ids[:half], reason), _new_batch(session, c, ids[half:], reason)]
+    return [
+        _new_batch(session, c, part, reason, half_failures(inherited, len(part)))
+        for part in (ids[:half], ids[half:])
+    ]
 
 
 def fail(session: Session, c: Claim, reason: str) -> None:

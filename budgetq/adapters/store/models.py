@@ -100,7 +100,10 @@ class Run(Base):
     """One pass of the pipeline over (part of) an issue set."""
 
     __tablename__ = "runs"
-    __table_args__ = (UniqueConstraint("set_id", "nightly_date", name="runs_one_per_night"),)
+    __table_args__ = (
+        UniqueConstraint("set_id", "nightly_date", name="runs_one_per_night"),
+        UniqueConstraint("request_key", name="runs_one_per_request"),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     set_id: Mapped[int] = mapped_column(ForeignKey("issue_sets.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
@@ -109,6 +112,8 @@ class Run(Base):
     api_mode: Mapped[str] = mapped_column(String(16), default="sync", server_default="sync")
     model: Mapped[str] = mapped_column(Text)
     nightly_date: Mapped[dt.date | None] = mapped_column(Date)
+    # The request that started the run (a REPROCESS message id): a redelivery finds this run.
+    request_key: Mapped[str | None] = mapped_column(Text)
     selector: Mapped[dict[str, object] | None] = mapped_column(JSONB)
     max_tokens: Mapped[int] = mapped_column(Integer)
     safe_utilization: Mapped[float] = mapped_column(Float)

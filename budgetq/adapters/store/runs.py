@@ -35,6 +35,7 @@ class RunSpec:
     nightly_date: dt.date | None = None
     selector: Mapping[str, object] | None = None
     api_mode: str = ApiMode.SYNC.value  # sync, or batch-api: its batches travel in Message Batches
+    request_key: str | None = None  # the request that started it; one run per key
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ class Progress:
 
 
 def create_run(session: Session, spec: RunSpec) -> int | None:
-    """Insert the run; for a nightly run already planned for that night, return None."""
+    """Insert the run; for a nightly run already planned for that night, or a run already started by
+    the same request key, return None."""
     values = {
         "set_id": spec.set_id,
         "kind": spec.kind,
@@ -85,6 +87,7 @@ def create_run(session: Session, spec: RunSpec) -> int | None:
         "api_mode": spec.api_mode,
         "model": spec.model,
         "nightly_date": spec.nightly_date,
+        "request_key": spec.request_key,
         "selector": dict(spec.selector) if spec.selector is not None else None,
         "max_tokens": spec.max_tokens,
         "safe_utilization": spec.safe_utilization,
@@ -92,13 +95,26 @@ def create_run(session: Session, spec: RunSpec) -> int | None:
         "calibration": spec.calibration,
         "spend_cap_usd": spec.spend_cap_usd,
     }
-    stmt = pg_insert(Run).values(**values).on_conflict_do_nothing(constraint="runs_one_per_night")
+    # Either unique key (one run per night, one per request) makes the insert a no-op.
+    stmt = pg_insert(Run).values(**values).on_conflict_do_nothing()
     return session.scalar(stmt.returning(Run.id))
 
 
 def nightly_run_id(session: Session, set_id: int, night: dt.date) -> int | None:
     """The id of the set's nightly run for ``night``, if one was planned."""
     return session.scalar(select(Run.id).where(Run.set_id == set_id, Run.nightly_date == night))
+
+
+def runs_of_batches(session: Session, batch_ids: Sequence[int]) -> list[int]:
+    """The ids of the runs ``batch_ids`` belong to."""
+    if not batch_ids:
+        return []
+    return list(session.scalars(select(Batch.run_id).where(Batch.id.in_(batch_ids)).distinct()))
+
+
+def requested_run_id(session: Session, request_key: str) -> int | None:
+    """The id of the run the request ``request_key`` started, if it started one."""
+    return session.scalar(select(Run.id).where(Run.request_key == request_key))
 
 
 def write_plan(

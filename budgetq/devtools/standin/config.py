@@ -26,3 +26,6 @@ class StandInConfig:
     limits: RateLimits = field(default_factory=RateLimits)
     batches: BatchBehaviour = field(default_factory=BatchBehaviour)
     seed: int = 0
+    # Headers added to every /v1/messages reply, over the ones it computes: what a misbehaving API or
+    # proxy might send (``{"anthropic-ratelimit-requests-limit": "1e400"}``).
+    extra_headers: dict[str, str] = field(default_factory=dict)

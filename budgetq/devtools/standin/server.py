@@ -149,6 +149,7 @@ class StandIn:
             injected = reply.status == 429 and "rate_limited" in entry["faults"]
             spent = ("input_tokens", float(entry["retry_after"] or 0)) if injected else (None, 0.0)
             reply.headers |= self._limiter.headers(*spent)
+            reply.headers |= self.config.extra_headers
         self._log.close(entry, reply.status, reply.delay_s)
         return reply
 

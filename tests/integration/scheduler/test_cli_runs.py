@@ -247,3 +247,43 @@ def test_run_and_reprocess_take_the_api_mode_given_over_the_set_s(
         ).one()
     assert (latest.kind, latest.api_mode) == ("reprocess", "sync")
     assert sorted(_queued_tasks(broker_url)) == sorted([PROCESS_BATCH, SUBMIT_MESSAGE_BATCHES])
+
+
+def test_a_run_left_behind_at_timeout_with_the_embedded_broker_is_stopped_and_says_how_to_resume(
+    budgetq: Budgetq, loaded_set: str, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    # Given the embedded broker (no BUDGETQ_REDIS_URL) and a slow stand-in: one call takes 3 s
+    from sqlalchemy import text
+
+    from budgetq.adapters.store.engine import make_engine
+    from budgetq.devtools.standin.server import StandIn, StandInConfig
+
+    monkeypatch.delenv("BUDGETQ_REDIS_URL")
+    standin = StandIn(StandInConfig(latency_s=3.0))
+    standin.start()
+    try:
+        # When the set (12 batches) is run on one local worker thread with a 2 s timeout
+        outcome = budgetq(
+            "run", loaded_set, "--workers", "1", "--timeout", "2",
+            ANTHROPIC_BASE_URL=standin.url, BUDGETQ_MAX_ISSUES_PER_CALL="5",
+        )  # fmt: skip
+    finally:
+        standin.stop()
+
+    # Then the command stops the run, says how to resume it, and exits 1
+    assert outcome.code == 1, outcome
+    said = outcome.stdout + outcome.stderr
+    assert "left behind" in said and f"budgetq reprocess {loaded_set} --failed-only" in said
+    # And no batch is left to be called later, unasked, by another command
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        run = conn.execute(
+            text("SELECT r.id, r.status FROM runs r JOIN issue_sets s ON s.id = r.set_id WHERE s.name = :n"),
+            {"n": loaded_set},
+        ).one()
+        open_batches = conn.scalar(
+            text("SELECT count(*) FROM batches WHERE run_id = :r AND status IN ('queued', 'running')"),
+            {"r": run.id},
+        )
+    engine.dispose()
+    assert run.status == "stopped" and open_batches == 0
