@@ -14,7 +14,7 @@ app = typer.Typer(
 
 def main() -> None:
     """Entry point of the ``budgetq`` command."""
-    from budgetq.cli import db, demo, load, report, runs  # noqa: F401 - importing a command module registers it
+    from budgetq.cli import db, demo, load, report, report_html, runs  # noqa: F401 - importing a command module registers it
     from budgetq.cli.environment import fail_line, outage_line
 
     try:
