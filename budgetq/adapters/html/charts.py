@@ -14,6 +14,8 @@ Format = Callable[[float], str]
 
 def usd(value: float) -> str:
     """Dollars as people read them: cents above a dollar, four decimals below."""
+    if value == 0:
+        return "$0"
     return f"${value:,.2f}" if abs(value) >= 1 else f"${value:,.4f}"
 
 
@@ -45,14 +47,14 @@ def horizontal_bars(
     """One bar per item, longest first as given, its value written at its end."""
     if not items or max(v for _, v in items) <= 0:
         return empty(label)
-    width, left, right, row = 600, 170, 90, 26
+    width, left, right, row = 600, 210, 80, 26
     top = max(v for _, v in items)
     height = row * len(items) + 8
     parts = []
     for i, (name, value) in enumerate(items):
         y = 4 + i * row
         length = max(2.0, (width - left - right) * value / top)
-        short = name if len(name) <= 24 else name[:23] + "…"
+        short = name if len(name) <= 26 else "…" + name[-25:]
         parts.append(
             f'<text x="{left - 8}" y="{y + 16}" text-anchor="end" font-size="13" fill="#1f2937">'
             f"{escape(short)}</text>"
@@ -95,7 +97,7 @@ def stacked_columns(
     totals = [sum(parts.values()) for _, parts in columns]
     if not columns or max(totals) <= 0:
         return empty(label)
-    width, height, left, top_pad, bottom = 720, 280, 70, 30, 50
+    width, height, left, top_pad, bottom = 1200, 280, 70, 30, 40
     plot_w, plot_h = width - left - 10, height - top_pad - bottom
     top = max(totals) * 1.1
     slot = plot_w / len(columns)
@@ -130,7 +132,7 @@ def paired_columns(
     """Two columns side by side per key (estimated against billed), with a y axis and a legend."""
     if not columns or max(max(a, b) for _, a, b in columns) <= 0:
         return empty(label)
-    width, height, left, top_pad, bottom = 720, 260, 80, 30, 46
+    width, height, left, top_pad, bottom = 1200, 260, 80, 30, 40
     plot_w, plot_h = width - left - 10, height - top_pad - bottom
     top = max(max(a, b) for _, a, b in columns) * 1.1
     slot = plot_w / len(columns)

@@ -45,12 +45,12 @@ def _num(value: object) -> float:
     return float(value) if isinstance(value, int | float | Decimal) else 0.0
 
 
-def _cell(value: object) -> str:
+def _cell(name: str, value: object) -> str:
     if value is None:
         return '<td class="muted">–</td>'
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal) and name.endswith("_usd"):
         return f'<td class="n">{escape(charts.usd(float(value)))}</td>'
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return f'<td class="n">{escape(str(value))}</td>'
     return f"<td>{escape(str(value))}</td>"
 
@@ -59,7 +59,7 @@ def _table(rows: Sequence[Mapping[str, object]], table_id: str = "") -> str:
     if not rows:
         return '<p class="muted">nothing in this period</p>'
     head = "".join(f"<th>{escape(name.replace('_', ' '))}</th>" for name in rows[0])
-    body = "".join("<tr>" + "".join(_cell(v) for v in row.values()) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(_cell(k, v) for k, v in row.items()) + "</tr>" for row in rows)
     ident = f' id="{table_id}"' if table_id else ""
     return (
         f'<div class="scroll"><table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
