@@ -21,7 +21,7 @@ def main() -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
     from typer.exceptions import Abort
 
-    from budgetq.cli import db, demo, lifecycle, load, report, results, runs  # noqa: F401 - registers commands
+    from budgetq.cli import db, demo, lifecycle, load, report, report_html, results, runs  # noqa: F401 - registers
     from budgetq.cli.environment import fail_line, outage_line, settings_line, usage_line
 
     # SIGTERM ends the command as Ctrl-C does: through every `finally`, so embedded servers, the stand-in

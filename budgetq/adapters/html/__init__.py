@@ -1,0 +1,1 @@
+"""HTML output: the self-contained report page and the SVG charts drawn into it."""
