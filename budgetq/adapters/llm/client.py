@@ -19,7 +19,7 @@ import anthropic
 import httpx2
 
 from budgetq.adapters.llm.cassettes import CassetteLibrary, cassette_key
-from budgetq.adapters.llm.endpoint import check_base_url
+from budgetq.adapters.llm.endpoint import check_base_url, sdk_api_key
 from budgetq.adapters.llm.replies import content_of, outcome_of, usage_of
 from budgetq.adapters.llm.retries import ApiFailure, retry_policy
 from budgetq.adapters.llm.sdk_errors import api_failure, header, reply_headers, str_or_none
@@ -37,7 +37,6 @@ from budgetq.domain.statuses import CallOutcome
 from budgetq.domain.tokens import estimate
 from budgetq.errors import (
     CassetteMissingError,
-    ConfigurationError,
     LLMCallError,
 )
 from budgetq.settings import Settings
@@ -87,7 +86,7 @@ class BudgetAwareLLMClient:
     def client(self) -> anthropic.Anthropic:
         """The SDK client, built on first use so a guard rejection needs no key and no network."""
         if self._client is None:
-            api_key = self._sdk_api_key()
+            api_key = sdk_api_key(self.mode, self._api_key, self._base_url)
             check_base_url(
                 self._base_url,
                 sends_key=self._api_key is not None,
@@ -100,27 +99,6 @@ class BudgetAwareLLMClient:
                 timeout=self.settings.call_timeout_s,
             )
         return self._client
-
-    def _sdk_api_key(self) -> str:
-        if self.mode is ReplayMode.REPLAY:
-            raise ConfigurationError("replay mode makes no network calls; it serves recorded cassettes")
-        if self.mode is ReplayMode.MOCK_TOOLS or (self.mode is ReplayMode.RECORD and not self._api_key):
-            if not self._base_url:
-                raise ConfigurationError(
-                    f"{self.mode.value} mode needs ANTHROPIC_BASE_URL pointing at a running stand-in "
-                    "(python -m budgetq.devtools.standin)"
-                    + (
-                        ", or ANTHROPIC_API_KEY to record the live API"
-                        if self.mode is ReplayMode.RECORD
-                        else ""
-                    )
-                )
-            return self._api_key or "standin"
-        if not self._api_key:
-            raise ConfigurationError(
-                "live mode needs ANTHROPIC_API_KEY; set it, or run against the local stand-in"
-            )
-        return self._api_key
 
     @property
     def cassettes(self) -> CassetteLibrary:

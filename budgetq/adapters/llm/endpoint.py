@@ -1,10 +1,12 @@
-"""Where the API key may go: HTTPS anywhere, plain HTTP only to this machine unless explicitly allowed."""
+"""The API key and where it may go: which key a mode uses, and HTTPS anywhere but plain HTTP only to
+this machine unless explicitly allowed."""
 
 from __future__ import annotations
 
 import ipaddress
 from urllib.parse import urlsplit
 
+from budgetq.domain.calls import ReplayMode
 from budgetq.errors import ConfigurationError
 
 
@@ -33,3 +35,22 @@ def check_base_url(url: str | None, *, sends_key: bool, allow_plain_http: bool) 
         "the API key would cross the network unencrypted; use https://, or set "
         "BUDGETQ_ALLOW_PLAIN_HTTP_BASE_URL=true if the path is trusted"
     )
+
+
+def sdk_api_key(mode: ReplayMode, api_key: str | None, base_url: str | None) -> str:
+    """The key the SDK client is built with for ``mode``; ConfigurationError says what is missing."""
+    if mode is ReplayMode.REPLAY:
+        raise ConfigurationError("replay mode makes no network calls; it serves recorded cassettes")
+    if mode is ReplayMode.MOCK_TOOLS or (mode is ReplayMode.RECORD and not api_key):
+        if not base_url:
+            raise ConfigurationError(
+                f"{mode.value} mode needs ANTHROPIC_BASE_URL pointing at a running stand-in "
+                "(python -m budgetq.devtools.standin)"
+                + (", or ANTHROPIC_API_KEY to record the live API" if mode is ReplayMode.RECORD else "")
+            )
+        return api_key or "standin"
+    if not api_key:
+        raise ConfigurationError(
+            "live mode needs ANTHROPIC_API_KEY; set it, or run against the local stand-in"
+        )
+    return api_key
