@@ -4,6 +4,9 @@ Each ``llm_calls`` row keeps the estimate the worker made at its run's calibrati
 API billed, so the raw cl100k count behind the estimate, and with it the ratio that
 ``tokens.learn_calibration`` expects, can be recovered without storing anything more
 (``prompt.observed_ratio``).
+
+Only billed calls count (live or record mode, ``would_have_cost`` false): the stand-in bills whatever
+ratio it is configured with and a replay repeats an old one.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ RECENT_CALLS = 500
 
 
 def observed_ratios(session: Session, model: str, limit: int = RECENT_CALLS) -> list[float]:
-    """Billed input ÷ raw cl100k count of the model's most recent answered calls, newest first."""
+    """Billed input ÷ raw cl100k count of the model's most recent answered, billed (live or record)
+    calls, newest first; stand-in and replayed calls are left out."""
     rows = session.execute(
         select(LLMCall.billed_input_tokens, LLMCall.estimated_input_tokens, Run.calibration)
         .join(Run, Run.id == LLMCall.run_id)
@@ -28,6 +32,9 @@ def observed_ratios(session: Session, model: str, limit: int = RECENT_CALLS) -> 
             LLMCall.model == model,
             LLMCall.status == CallOutcome.OK.value,
             LLMCall.billed_input_tokens.is_not(None),
+            # Only calls somebody billed: a stand-in's or a replay's ratio says nothing of the model's
+            # tokenizer, and a database that ran demos must not hand live runs that ratio.
+            LLMCall.would_have_cost.is_(False),
         )
         .order_by(LLMCall.id.desc())
         .limit(limit)
