@@ -9,6 +9,7 @@ from itertools import islice
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from budgetq.adapters.queue.celery_app import make_celery
@@ -28,6 +29,9 @@ pytestmark = pytest.mark.integration
 # estimate (which pads each issue by 40 tokens) comes out about 30% low, the worker's own estimate of
 # the rendered prompt about 45% low. The window is small enough that the input, not the item count
 # or the output allowance, fills each planned batch up to the guard.
+# Calibration learns only from billed live calls, so these runs are live calls that the stand-in answers.
+LIVE: dict[str, Any] = {"mode": "live", "anthropic_api_key": SecretStr("test-key")}
+LIVE_ENV = {"BUDGETQ_MODE": "live", "ANTHROPIC_API_KEY": "test-key"}
 TOKEN_RATIO = 2.0
 WINDOW = 33_400
 GUARD = int(WINDOW * 0.75)
@@ -59,10 +63,12 @@ def test_a_seed_run_with_an_estimator_far_too_low_has_no_call_over_the_guard(
     standin = make_standin(token_ratio=TOKEN_RATIO, context_window=WINDOW)
     sessions = own_database.sessions
     settings = test_settings.model_copy(
-        update={"database_url": own_database.url, "anthropic_base_url": standin.url, **GUARD_SETTINGS}
+        update={"database_url": own_database.url, "anthropic_base_url": standin.url, **LIVE, **GUARD_SETTINGS}
     )
     set_id = make_seed_set(sessions, f"guard-{uuid.uuid4().hex[:8]}")
-    start_worker(concurrency=8, BUDGETQ_DATABASE_URL=own_database.url, ANTHROPIC_BASE_URL=standin.url)
+    start_worker(
+        concurrency=8, BUDGETQ_DATABASE_URL=own_database.url, ANTHROPIC_BASE_URL=standin.url, **LIVE_ENV
+    )
 
     # When the run is planned and processed by a real worker
     planned = plan_run(sessions, settings, set_id, kind="manual")
@@ -116,6 +122,7 @@ def test_once_provenance_confirms_the_calibration_only_batches_near_the_guard_ar
             "database_url": own_database.url,
             "anthropic_base_url": standin.url,
             "calibration_min_samples": 3,
+            **LIVE,
         }
     )
     warm_up = make_set(sessions, [i.text for i in islice(seed_issues(), 3)])
