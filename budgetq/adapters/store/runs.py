@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import and_, case, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -198,31 +198,6 @@ def mark_enqueued(session: Session, batch_ids: Sequence[int]) -> None:
     """Note when batches were handed to the broker."""
     if batch_ids:
         session.execute(update(Batch).where(Batch.id.in_(batch_ids)).values(enqueued_at=func.now()))
-
-
-def finish_if_done(session: Session, run_id: int) -> str | None:
-    """Close the run once every batch is terminal; return its final status, or None while work remains."""
-    # Two workers finishing the last two batches at once would each see the other's batch still open
-    # and neither would close the run: the run's row lock orders them, and the second one's statement
-    # below then sees the first one's committed batch. NO KEY UPDATE, because the rows these
-    # transactions insert hold KEY SHARE locks on the run (foreign keys), which FOR UPDATE would wait on.
-    session.execute(select(Run.id).where(Run.id == run_id).with_for_update(key_share=True))
-    open_batches = select(Batch.id).where(Batch.run_id == run_id, Batch.status.not_in(TERMINAL)).exists()
-    failed = (
-        select(RunIssue.issue_id)
-        .where(RunIssue.run_id == run_id, RunIssue.status == IssueStatus.FAILED.value)
-        .exists()
-    )
-    final = session.scalar(
-        update(Run)
-        .where(and_(Run.id == run_id, Run.status == RunStatus.RUNNING.value, ~open_batches))
-        .values(
-            status=case((failed, RunStatus.FAILED.value), else_=RunStatus.SUCCEEDED.value),
-            finished_at=func.now(),
-        )
-        .returning(Run.status)
-    )
-    return final
 
 
 def progress(session: Session, run_id: int) -> Progress:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.store import spend_caps as caps
+from budgetq.adapters.store import spend_days as days
 from budgetq.adapters.store.models import DailySpend, Run, SpendReservation
 from budgetq.domain.spend import (
     CapState,
@@ -67,33 +67,12 @@ def reserve(
 
     Call inside a transaction: when the day's cap refuses, the run's share is rolled back with it.
     """
-    held = session.scalar(
-        update(Run)
-        .where(
-            Run.id == run_id,
-            # The run's row lock orders this against `budgetq cancel`: after a cancel commits, no attempt.
-            Run.status != RunStatus.CANCELLED.value,
-            Run.spend_cap_usd.is_(None) | (Run.spent_usd + Run.reserved_usd + amount <= Run.spend_cap_usd),
-        )
-        .values(reserved_usd=Run.reserved_usd + amount)
-        .returning(Run.id)
-    )
-    if held is None:
-        if session.scalar(select(Run.status).where(Run.id == run_id)) == RunStatus.CANCELLED.value:
-            raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
-        raise _refuse(caps.run_cap(session, run_id), amount)
     day = caps.today(session)
-    session.execute(pg_insert(DailySpend).values(day=day).on_conflict_do_nothing(index_elements=["day"]))
-    condition = DailySpend.day == day
     if daily_cap is not None:
-        condition = condition & (DailySpend.spent_usd + DailySpend.reserved_usd + amount <= daily_cap)
-    held_day = session.scalar(
-        update(DailySpend)
-        .where(condition)
-        .values(reserved_usd=DailySpend.reserved_usd + amount, cap_usd=daily_cap, updated_at=func.now())
-        .returning(DailySpend.day)
-    )
-    if held_day is None:
+        days.lower_cap(session, day, daily_cap)
+    _hold_run(session, run_id, amount)
+    days.ensure(session, day)
+    if not days.hold(session, day, amount):
         raise _refuse(caps.day_cap(session, day, daily_cap), amount)
     reservation_id = session.scalars(
         insert(SpendReservation).returning(SpendReservation.id),
@@ -110,6 +89,36 @@ def reserve(
     return Reservation(reservation_id, run_id, day, amount)
 
 
+def _hold_run(session: Session, run_id: int, amount: Decimal) -> None:
+    """Count ``amount`` against the run's cap, if it has one; refuse once the run is cancelled."""
+    cap = session.execute(select(Run.spend_cap_usd).where(Run.id == run_id)).one_or_none()
+    if cap is None:
+        raise NotFoundError(f"no run with id {run_id}")
+    if cap.spend_cap_usd is None:
+        # No cap, no counter to write. FOR SHARE orders this against `budgetq cancel` (its UPDATE waits
+        # for sharers, a sharer waits for it and then reads its status), yet sharers never wait on
+        # each other: after a cancel commits, no attempt.
+        status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update(read=True))
+        if status == RunStatus.CANCELLED.value:
+            raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
+        return
+    held = session.scalar(
+        update(Run)
+        .where(
+            Run.id == run_id,
+            # The run's row lock orders this against `budgetq cancel`: after a cancel commits, no attempt.
+            Run.status != RunStatus.CANCELLED.value,
+            Run.spent_usd + Run.reserved_usd + amount <= Run.spend_cap_usd,
+        )
+        .values(reserved_usd=Run.reserved_usd + amount)
+        .returning(Run.id)
+    )
+    if held is None:
+        if session.scalar(select(Run.status).where(Run.id == run_id)) == RunStatus.CANCELLED.value:
+            raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
+        raise _refuse(caps.run_cap(session, run_id), amount)
+
+
 def reserve_many(
     session: Session,
     run_id: int,
@@ -120,38 +129,38 @@ def reserve_many(
     the day's caps, as many as fit in order; and the refusal of the first that does not fit
     (SpendCapBusyError or SpendCapExceededError), None when all fit.
 
-    The run's row, then the day's, is locked while the figures are read and written, as ``reserve``'s
-    conditional UPDATEs lock them: concurrent reservations wait, so spent + reserved <= cap holds.
+    A capped run's row, then a capped day's, is locked while the figures are read and written, as
+    ``reserve``'s conditional UPDATEs lock them: concurrent reservations wait, so spent + reserved <= cap.
     """
+    day = caps.today(session)
+    if daily_cap is not None:
+        days.lower_cap(session, day, daily_cap)
     run = session.execute(
-        select(Run.spend_cap_usd, Run.spent_usd, Run.reserved_usd)
-        .where(Run.id == run_id)
-        .with_for_update(key_share=True)
+        select(Run.spend_cap_usd, Run.spent_usd, Run.reserved_usd).where(Run.id == run_id)
     ).one_or_none()
     if run is None:
         raise NotFoundError(f"no run with id {run_id}")
-    day = caps.today(session)
-    session.execute(pg_insert(DailySpend).values(day=day).on_conflict_do_nothing(index_elements=["day"]))
-    spent_today = session.execute(
-        select(DailySpend.spent_usd, DailySpend.reserved_usd)
-        .where(DailySpend.day == day)
-        .with_for_update(key_share=True)
-    ).one()
+    if run.spend_cap_usd is not None:
+        run = session.execute(
+            select(Run.spend_cap_usd, Run.spent_usd, Run.reserved_usd)
+            .where(Run.id == run_id)
+            .with_for_update(key_share=True)
+        ).one()
+    days.ensure(session, day)
+    day_capped = days.cap_of(session, day) is not None
+    if day_capped:
+        session.execute(select(DailySpend.day).where(DailySpend.day == day).with_for_update(key_share=True))
     states = (
         CapState(
             f"run {run_id}",
             run.spend_cap_usd,
             run.spent_usd,
             run.reserved_usd,
-            caps.held_sum(session, SpendReservation.run_id == run_id),
+            caps.held_sum(session, SpendReservation.run_id == run_id)
+            if run.spend_cap_usd is not None
+            else Decimal(0),
         ),
-        CapState(
-            f"day {day.isoformat()}",
-            daily_cap,
-            spent_today.spent_usd,
-            spent_today.reserved_usd,
-            caps.held_sum(session, SpendReservation.day == day),
-        ),
+        caps.day_cap(session, day, daily_cap),
     )
     amounts = [amount for _, amount in requests]
     count = fitting_prefix(states, amounts)
@@ -161,12 +170,14 @@ def reserve_many(
         refusal = _refuse(refusing(states, total, amounts[count]), amounts[count])
     if count == 0:
         return [], refusal
-    session.execute(update(Run).where(Run.id == run_id).values(reserved_usd=Run.reserved_usd + total))
-    session.execute(
-        update(DailySpend)
-        .where(DailySpend.day == day)
-        .values(reserved_usd=DailySpend.reserved_usd + total, cap_usd=daily_cap, updated_at=func.now())
-    )
+    if run.spend_cap_usd is not None:
+        session.execute(update(Run).where(Run.id == run_id).values(reserved_usd=Run.reserved_usd + total))
+    if day_capped:
+        session.execute(
+            update(DailySpend)
+            .where(DailySpend.day == day)
+            .values(reserved_usd=DailySpend.reserved_usd + total, updated_at=func.now())
+        )
     ids = session.scalars(
         insert(SpendReservation).returning(SpendReservation.id, sort_by_parameter_order=True),
         [
@@ -189,6 +200,7 @@ def _close(
     r: Reservation,
     status: ReservationStatus,
     actual: Decimal | None,
+    day: dt.date,
     *,
     from_unknown: bool = False,
 ) -> bool:
@@ -198,50 +210,46 @@ def _close(
     closed = session.scalar(
         update(SpendReservation)
         .where(SpendReservation.id == r.id, SpendReservation.status.in_(open_states))
-        .values(status=status.value, actual_usd=actual, settled_at=func.now())
+        .values(status=status.value, actual_usd=actual, settled_at=func.now(), settled_day=day)
         .returning(SpendReservation.id)
     )
     return closed is not None
 
 
 def settle(session: Session, r: Reservation, actual: Decimal, *, from_unknown: bool = False) -> bool:
-    """Turn the reservation into the actual cost (reserved -= amount, spent += actual); once only.
-    ``from_unknown``: also one given up as unknown (a Message Batch result read late: now known)."""
-    if not _close(session, r, ReservationStatus.SETTLED, actual, from_unknown=from_unknown):
+    """Turn the reservation into the actual cost (reserved -= amount, spent += actual), counted on the
+    day it settles; once only. ``from_unknown``: also one given up as unknown (a Message Batch result
+    read late: now known)."""
+    day = caps.today(session)
+    if not _close(session, r, ReservationStatus.SETTLED, actual, day, from_unknown=from_unknown):
         return False
-    _move(session, r, reserved=-r.amount, spent=actual)
+    _move(session, r, day, spent=actual)
     return True
 
 
 def release(session: Session, r: Reservation, *, from_unknown: bool = False) -> bool:
     """Give the reservation back: nothing was billed (an error reply, or the call was never sent).
     ``from_unknown``: also one given up as unknown (a Message Batch result read late: now known)."""
-    if not _close(session, r, ReservationStatus.RELEASED, Decimal(0), from_unknown=from_unknown):
+    day = caps.today(session)
+    if not _close(session, r, ReservationStatus.RELEASED, Decimal(0), day, from_unknown=from_unknown):
         return False
-    _move(session, r, reserved=-r.amount, spent=Decimal(0))
+    _move(session, r, day, spent=Decimal(0))
     return True
 
 
 def keep(session: Session, r: Reservation) -> bool:
     """Mark the outcome unknown: the reservation stays counted against both caps."""
-    return _close(session, r, ReservationStatus.UNKNOWN, None)
+    return _close(session, r, ReservationStatus.UNKNOWN, None, caps.today(session))
 
 
-def _move(session: Session, r: Reservation, *, reserved: Decimal, spent: Decimal) -> None:
+def _move(session: Session, r: Reservation, day: dt.date, *, spent: Decimal) -> None:
+    # Only a capped run keeps counters on its row: an uncapped run's UPDATE matches nothing, writes nothing.
     session.execute(
         update(Run)
-        .where(Run.id == r.run_id)
-        .values(reserved_usd=Run.reserved_usd + reserved, spent_usd=Run.spent_usd + spent)
+        .where(Run.id == r.run_id, Run.spend_cap_usd.is_not(None))
+        .values(reserved_usd=Run.reserved_usd - r.amount, spent_usd=Run.spent_usd + spent)
     )
-    session.execute(
-        update(DailySpend)
-        .where(DailySpend.day == r.day)
-        .values(
-            reserved_usd=DailySpend.reserved_usd + reserved,
-            spent_usd=DailySpend.spent_usd + spent,
-            updated_at=func.now(),
-        )
-    )
+    days.move(session, r.day, day, r.amount, spent)
 
 
 def abandon_held(session: Session, batch_ids: Sequence[int]) -> int:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, Date, cast, func, select
 from sqlalchemy.orm import Session
 
+from budgetq.adapters.store import spend_days as days
 from budgetq.adapters.store.models import DailySpend, Run, SpendReservation
 from budgetq.domain.spend import CapState
 from budgetq.domain.statuses import ReservationStatus
@@ -43,15 +44,19 @@ def run_cap(session: Session, run_id: int) -> CapState:
 
 
 def day_cap(session: Session, day: dt.date, cap: Decimal | None = None) -> CapState:
-    """The day's spent, reserved and held amounts, with ``cap`` (or the last cap recorded for the day)."""
+    """The day's spent, reserved and held amounts against the lower of ``cap`` and the day's stored
+    cap; reserved includes what the day before still holds open, since it may settle on ``day``."""
     row = session.execute(
         select(DailySpend.cap_usd, DailySpend.spent_usd, DailySpend.reserved_usd).where(DailySpend.day == day)
     ).one_or_none()
     scope = f"day {day.isoformat()}"
-    if row is None:
-        return CapState(scope, cap, Decimal(0), Decimal(0))
-    held = held_sum(session, SpendReservation.day == day)
-    return CapState(scope, cap if cap is not None else row.cap_usd, row.spent_usd, row.reserved_usd, held)
+    effective = min((c for c in (cap, row.cap_usd if row else None) if c is not None), default=None)
+    if row is None or row.cap_usd is None:
+        # No counters are kept while the day has no cap.
+        return CapState(scope, effective, Decimal(0), Decimal(0))
+    earlier = days.carried(session, day)
+    held = held_sum(session, SpendReservation.day.between(day - dt.timedelta(days=1), day))
+    return CapState(scope, effective, row.spent_usd, row.reserved_usd + earlier, held)
 
 
 def room(session: Session, run_id: int, daily_cap: Decimal | None) -> Decimal | None:
