@@ -100,7 +100,10 @@ def test_an_uncapped_run_s_reservation_writes_neither_the_run_nor_the_day(
     assert run_id is not None
     with transaction(sessions) as session:
         spend.settle(session, spend.reserve(session, run_id, None, Decimal("0.01"), None), Decimal("0.005"))
-    versions = "SELECT (SELECT xmin::text FROM runs WHERE id = :r), (SELECT xmin::text FROM daily_spend WHERE day = :d)"
+    versions = (
+        "SELECT (SELECT xmin::text FROM runs WHERE id = :r), "
+        "(SELECT xmin::text FROM daily_spend WHERE day = :d)"
+    )
 
     # When an attempt reserves, and settles at its cost
     with transaction(sessions) as session:
