@@ -38,7 +38,8 @@ from budgetq.domain.statuses import CallOutcome
 
 BUILD = [
     "INSERT INTO issue_sets (name) VALUES ('explain')",
-    "INSERT INTO issues (set_id, external_id, priority, text, chars) SELECT s.id, 'x' || g, (ARRAY[15, 10, 5, 1])[1 + g % 4], "
+    "INSERT INTO issues (set_id, external_id, priority, text, chars) "
+    "SELECT s.id, 'x' || g, (ARRAY[15, 10, 5, 1])[1 + g % 4], "
     "'Table t_' || g % 97 || ' column c has nulls since partition ' || g, 60 "
     "FROM generate_series(1, :n) g, issue_sets s",
     "INSERT INTO runs (set_id, kind, status, mode, model, max_tokens, safe_utilization, context_window, "
