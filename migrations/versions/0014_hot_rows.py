@@ -5,8 +5,8 @@ and a small per-model calibration row.
 (issue 17 point 3); ``spend_by_day`` reads each day's settled spend from the ledger, so days without a
 cap keep no counters on their ``daily_spend`` row. ``model_calibrations`` holds the recent billed
 ratios per model, recomputed when stale, so a worker reads one row per batch instead of joining
-``llm_calls`` to ``runs``. The partial indexes keep the open reservations, a day's settlements and a
-model's billed live calls each one short index range away.
+``llm_calls`` to ``runs``. The partial indexes keep a run's open batches, the open reservations, a
+day's settlements and a model's billed live calls each one short index range away.
 
 Revision ID: 0014
 Revises: 0011
@@ -54,6 +54,14 @@ def upgrade() -> None:
         ["day"],
         postgresql_where=sa.text("status IN ('held', 'unknown')"),
     )
+    # Only the open batches: the completion check's EXISTS finds one in a range this small at any
+    # point of a run (with (run_id, status) the planner would rather scan the table for it).
+    op.create_index(
+        "batches_open_idx",
+        "batches",
+        ["run_id"],
+        postgresql_where=sa.text("status IN ('queued', 'running')"),
+    )
     op.create_index(
         "llm_calls_billed_model_idx",
         "llm_calls",
@@ -76,6 +84,7 @@ def downgrade() -> None:
     op.execute("DROP VIEW spend_by_day")
     op.drop_table("model_calibrations")
     op.drop_index("llm_calls_billed_model_idx", table_name="llm_calls")
+    op.drop_index("batches_open_idx", table_name="batches")
     op.drop_index("spend_reservations_open_day_idx", table_name="spend_reservations")
     op.drop_index("spend_reservations_settled_day_idx", table_name="spend_reservations")
     op.drop_column("spend_reservations", "settled_day")

@@ -131,7 +131,10 @@ class Batch(Base):
     """A packed group of issues sent in one call; claimed by a worker under a lease."""
 
     __tablename__ = "batches"
-    __table_args__ = (Index("batches_run_status_idx", "run_id", "status"),)
+    __table_args__ = (
+        Index("batches_run_status_idx", "run_id", "status"),
+        Index("batches_open_idx", "run_id", postgresql_where=text("status IN ('queued', 'running')")),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))

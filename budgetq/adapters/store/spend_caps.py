@@ -33,14 +33,28 @@ def held_sum(session: Session, condition: ColumnElement[bool]) -> Decimal:
 
 
 def run_cap(session: Session, run_id: int) -> CapState:
-    """The run's cap, spent, reserved and held amounts."""
+    """The run's cap, spent, reserved and held amounts: from its row's counters when it has a cap, from
+    the ledger when it has none (an uncapped run keeps no counters)."""
     row = session.execute(
         select(Run.spend_cap_usd, Run.spent_usd, Run.reserved_usd).where(Run.id == run_id)
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"no run with id {run_id}")
     held = held_sum(session, SpendReservation.run_id == run_id)
-    return CapState(f"run {run_id}", row.spend_cap_usd, row.spent_usd, row.reserved_usd, held)
+    if row.spend_cap_usd is not None:
+        return CapState(f"run {run_id}", row.spend_cap_usd, row.spent_usd, row.reserved_usd, held)
+    settled = ReservationStatus.SETTLED.value
+    spent, reserved = session.execute(
+        select(
+            func.coalesce(
+                func.sum(SpendReservation.actual_usd).filter(SpendReservation.status == settled), 0
+            ),
+            func.coalesce(
+                func.sum(SpendReservation.amount_usd).filter(SpendReservation.status.in_(days.OPEN)), 0
+            ),
+        ).where(SpendReservation.run_id == run_id)
+    ).one()
+    return CapState(f"run {run_id}", None, Decimal(spent or 0), Decimal(reserved or 0), held)
 
 
 def day_cap(session: Session, day: dt.date, cap: Decimal | None = None) -> CapState:
@@ -61,9 +75,8 @@ def day_cap(session: Session, day: dt.date, cap: Decimal | None = None) -> CapSt
 
 def room(session: Session, run_id: int, daily_cap: Decimal | None) -> Decimal | None:
     """What the run's and the day's caps leave to reserve now (the smaller); None when neither is set."""
-    left = [
-        state.cap - state.committed
-        for state in (run_cap(session, run_id), day_cap(session, today(session), daily_cap))
-        if state.cap is not None
-    ]
+    capped = session.scalar(select(Run.spend_cap_usd).where(Run.id == run_id)) is not None
+    states = [run_cap(session, run_id)] if capped else []
+    states.append(day_cap(session, today(session), daily_cap))
+    left = [state.cap - state.committed for state in states if state.cap is not None]
     return min(left, default=None)
