@@ -3,21 +3,24 @@
 A reservation is one conditional UPDATE per cap (``… SET reserved = reserved + r WHERE spent +
 reserved + r <= cap``): PostgreSQL's row lock serialises concurrent reservations on the same row and
 re-checks the condition against the committed figures, so no interleaving can push spent + reserved
-over a cap. Rows are always locked in the same order (run, then day), so reservations cannot
-deadlock. Each reservation is a row whose status moves once from ``held`` to ``settled``,
-``released`` or ``unknown``: settling twice is impossible, and an unknown one stays counted. The one
+over a cap. Rows are always locked in the same order (day, then run), so reservations cannot
+deadlock; the run's row last, right before the COMMIT, so it is held for one statement. Without a cap,
+no counter is kept (docs/architecture.md, "Bookkeeping that stays flat as a run grows").
+
+Each reservation is a row whose status moves once from ``held`` to ``settled``, ``released`` or
+``unknown``: settling twice is impossible, and an unknown one stays counted. The one
 later move is a Message Batch request's: its result, read after its reservation was given up as
 unknown (its submitter or poller was gone for long), settles or releases it then, once.
 
 ``reserve_many`` holds the requests of a Message Batch in one statement per cap, under the same
-row locks (run, then day): as many as fit, in order.
+row locks (day, then run): as many as fit, in order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from sqlalchemy import func, insert, select, update
@@ -70,7 +73,7 @@ def reserve(
     day = caps.today(session)
     if daily_cap is not None:
         days.lower_cap(session, day, daily_cap)
-    _hold_run(session, run_id, amount)
+    capped = _capped_and_not_cancelled(session, run_id)
     days.ensure(session, day)
     if not days.hold(session, day, amount):
         raise _refuse(caps.day_cap(session, day, daily_cap), amount)
@@ -86,22 +89,31 @@ def reserve(
             }
         ],
     ).one()
+    if capped:
+        # Last, right before the COMMIT: every reservation of the run waits on this row lock, so it is
+        # held for one statement. Day rows before the run's row, everywhere: no deadlock.
+        _hold_run(session, run_id, amount)
     return Reservation(reservation_id, run_id, day, amount)
 
 
-def _hold_run(session: Session, run_id: int, amount: Decimal) -> None:
-    """Count ``amount`` against the run's cap, if it has one; refuse once the run is cancelled."""
+def _capped_and_not_cancelled(session: Session, run_id: int) -> bool:
+    """Whether the run has a cap; for one without, refuse here once it is cancelled."""
     cap = session.execute(select(Run.spend_cap_usd).where(Run.id == run_id)).one_or_none()
     if cap is None:
         raise NotFoundError(f"no run with id {run_id}")
-    if cap.spend_cap_usd is None:
-        # No cap, no counter to write. FOR SHARE orders this against `budgetq cancel` (its UPDATE waits
-        # for sharers, a sharer waits for it and then reads its status), yet sharers never wait on
-        # each other: after a cancel commits, no attempt.
-        status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update(read=True))
-        if status == RunStatus.CANCELLED.value:
-            raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
-        return
+    if cap.spend_cap_usd is not None:
+        return True  # _hold_run's UPDATE checks the status under the row lock
+    # No cap, no counter to write. FOR SHARE orders this against `budgetq cancel` (its UPDATE waits for
+    # sharers, a sharer waits for it and then reads its status), yet sharers never wait on each other:
+    # after a cancel commits, no attempt.
+    status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update(read=True))
+    if status == RunStatus.CANCELLED.value:
+        raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
+    return False
+
+
+def _hold_run(session: Session, run_id: int, amount: Decimal) -> None:
+    """Count ``amount`` against the run's cap; refuse once the run is cancelled."""
     held = session.scalar(
         update(Run)
         .where(
@@ -116,7 +128,9 @@ def _hold_run(session: Session, run_id: int, amount: Decimal) -> None:
     if held is None:
         if session.scalar(select(Run.status).where(Run.id == run_id)) == RunStatus.CANCELLED.value:
             raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
-        raise _refuse(caps.run_cap(session, run_id), amount)
+        # This reservation's own ledger row is already written (held) but not counted on the row.
+        state = caps.run_cap(session, run_id)
+        raise _refuse(replace(state, held=state.held - amount), amount)
 
 
 def reserve_many(
@@ -129,7 +143,7 @@ def reserve_many(
     the day's caps, as many as fit in order; and the refusal of the first that does not fit
     (SpendCapBusyError or SpendCapExceededError), None when all fit.
 
-    A capped run's row, then a capped day's, is locked while the figures are read and written, as
+    A capped day's row, then a capped run's, is locked while the figures are read and written, as
     ``reserve``'s conditional UPDATEs lock them: concurrent reservations wait, so spent + reserved <= cap.
     """
     day = caps.today(session)
@@ -140,16 +154,17 @@ def reserve_many(
     ).one_or_none()
     if run is None:
         raise NotFoundError(f"no run with id {run_id}")
+    # The day's row before the run's, as everywhere: no deadlock.
+    days.ensure(session, day)
+    day_capped = days.cap_of(session, day) is not None
+    if day_capped:
+        session.execute(select(DailySpend.day).where(DailySpend.day == day).with_for_update(key_share=True))
     if run.spend_cap_usd is not None:
         run = session.execute(
             select(Run.spend_cap_usd, Run.spent_usd, Run.reserved_usd)
             .where(Run.id == run_id)
             .with_for_update(key_share=True)
         ).one()
-    days.ensure(session, day)
-    day_capped = days.cap_of(session, day) is not None
-    if day_capped:
-        session.execute(select(DailySpend.day).where(DailySpend.day == day).with_for_update(key_share=True))
     states = (
         CapState(
             f"run {run_id}",
@@ -243,13 +258,14 @@ def keep(session: Session, r: Reservation) -> bool:
 
 
 def _move(session: Session, r: Reservation, day: dt.date, *, spent: Decimal) -> None:
-    # Only a capped run keeps counters on its row: an uncapped run's UPDATE matches nothing, writes nothing.
+    days.move(session, r.day, day, r.amount, spent)
+    # Last (day rows first, as everywhere), so a capped run's row lock is held for one statement. An
+    # uncapped run's UPDATE matches nothing and writes nothing: only a capped run keeps counters.
     session.execute(
         update(Run)
         .where(Run.id == r.run_id, Run.spend_cap_usd.is_not(None))
         .values(reserved_usd=Run.reserved_usd - r.amount, spent_usd=Run.spent_usd + spent)
     )
-    days.move(session, r.day, day, r.amount, spent)
 
 
 def abandon_held(session: Session, batch_ids: Sequence[int]) -> int:
