@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.store import batches as store
-from budgetq.adapters.store.calibration import observed_ratios
+from budgetq.adapters.store.calibration import FRESH_FOR, observed_ratios
 from budgetq.adapters.store.engine import transaction
 from budgetq.domain.answers import PromptIssue
 from budgetq.domain.budget import guard_limit, needs_exact_count
@@ -50,7 +50,7 @@ class Guarded:
 def calibration_for(sessions: sessionmaker[Session], settings: Settings, claim: store.Claim) -> Calibration:
     """The run's calibration checked against the model's recent provenance."""
     with transaction(sessions) as session:
-        ratios = observed_ratios(session, claim.model)
+        ratios = observed_ratios(session, claim.model, max_age=FRESH_FOR)
     return checked_calibration(
         ratios, claim.calibration, settings.calibration_quantile, settings.calibration_min_samples
     )

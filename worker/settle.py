@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.store import batches as store
-from budgetq.adapters.store.runs import finish_if_done
+from budgetq.adapters.store.completion import finish_if_done
 from budgetq.domain.settle import Decision, Next, Outcome, Step, Verdict, after_failure, unanswerable
 from budgetq.domain.statuses import BatchStatus
 

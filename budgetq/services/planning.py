@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.adapters.store import api_modes
+from budgetq.adapters.store import api_modes, completion
 from budgetq.adapters.store import issues as issue_store
 from budgetq.adapters.store import runs as run_store
 from budgetq.adapters.store.calibration import observed_ratios
@@ -221,7 +221,7 @@ def plan_run(
             api_mode=mode.value,
         )
         if not batch_ids:
-            run_store.finish_if_done(session, run_id)
+            completion.finish_if_done(session, run_id)
     return PlannedRun(
         run_id,
         tuple(batch_ids),

@@ -105,7 +105,14 @@ def _provenance(rig: Rig, run_id: int) -> tuple[list[str], Decimal, Decimal]:
         cost = session.scalar(
             text("SELECT coalesce(sum(cost_usd), 0) FROM llm_calls WHERE run_id = :r"), {"r": run_id}
         )
-        spent = session.scalar(text("SELECT spent_usd FROM runs WHERE id = :r"), {"r": run_id})
+        # The ledger's settled spend: an uncapped run keeps no counters on its row.
+        spent = session.scalar(
+            text(
+                "SELECT coalesce(sum(actual_usd), 0) FROM spend_reservations "
+                "WHERE run_id = :r AND status = 'settled'"
+            ),
+            {"r": run_id},
+        )
     return ids, Decimal(cost), Decimal(spent)
 
 

@@ -23,8 +23,8 @@ from budgetq.adapters.store import api_modes
 from budgetq.adapters.store import batches as store
 from budgetq.adapters.store import message_batch_ingest as ingest
 from budgetq.adapters.store import message_batches as mb
+from budgetq.adapters.store.completion import finish_if_done
 from budgetq.adapters.store.engine import transaction
-from budgetq.adapters.store.runs import finish_if_done
 from budgetq.domain.message_batches import ResultKind, batch_id_of
 from budgetq.domain.settle import Step, judge
 from budgetq.domain.statuses import CallOutcome

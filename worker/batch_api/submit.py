@@ -27,8 +27,8 @@ from budgetq.adapters.store import api_modes
 from budgetq.adapters.store import batches as store
 from budgetq.adapters.store import message_batches as mb
 from budgetq.adapters.store import spend as spend_store
+from budgetq.adapters.store.completion import finish_if_done
 from budgetq.adapters.store.engine import transaction
-from budgetq.adapters.store.runs import finish_if_done
 from budgetq.domain.message_batches import BatchRequest, body_bytes, group, request_for
 from budgetq.errors import ConfigurationError, LLMCallError, NonRetryableCallError, SpendCapExceededError
 from worker.batch_api.context import BatchApiContext, give_back

@@ -84,11 +84,19 @@ def claim(session: Session, batch_id: int, lease_seconds: float) -> Claim | None
     if row is None:
         return None
     run = session.get_one(Run, row.run_id)
+    # The batch's members first, materialised: with stale statistics (a run just planned) a prepared
+    # statement's generic plan started from the run's run_issues instead, 1.5 s per claim at 100k.
+    members = (
+        select(BatchIssue.issue_id)
+        .where(BatchIssue.batch_id == batch_id)
+        .cte("members")
+        .prefix_with("MATERIALIZED")
+    )
     issues = session.execute(
         select(Issue.id, Issue.priority, Issue.text, RunIssue.input_tokens_est)
-        .join(BatchIssue, BatchIssue.issue_id == Issue.id)
-        .join(RunIssue, (RunIssue.issue_id == Issue.id) & (RunIssue.run_id == row.run_id))
-        .where(BatchIssue.batch_id == batch_id)
+        .select_from(members)
+        .join(Issue, Issue.id == members.c.issue_id)
+        .join(RunIssue, (RunIssue.run_id == row.run_id) & (RunIssue.issue_id == members.c.issue_id))
         .order_by(Issue.priority.desc(), Issue.id)
     ).all()
     return claim_of(

@@ -11,20 +11,49 @@ ratio it is configured with and a replay repeats an old one.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as dt
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from budgetq.adapters.store.models import LLMCall, Run
+from budgetq.adapters.store.models import LLMCall, ModelCalibration, Run
 from budgetq.domain.prompt import observed_ratio
 from budgetq.domain.statuses import CallOutcome
 
 # Enough calls to see a high quantile, few enough to follow a tokenizer or prompt change quickly.
 RECENT_CALLS = 500
+# How old a model's stored ratios may be when a worker guards a batch with them: one recount a minute
+# per model, instead of a scan of llm_calls joined to runs per batch.
+FRESH_FOR = dt.timedelta(seconds=60)
 
 
-def observed_ratios(session: Session, model: str, limit: int = RECENT_CALLS) -> list[float]:
+def observed_ratios(
+    session: Session, model: str, limit: int = RECENT_CALLS, max_age: dt.timedelta | None = None
+) -> list[float]:
     """Billed input ÷ raw cl100k count of the model's most recent answered, billed (live or record)
-    calls, newest first; stand-in and replayed calls are left out."""
+    calls, newest first; stand-in and replayed calls are left out. ``max_age``: the model's stored
+    ratios may be that old (else they are recounted now and stored)."""
+    if max_age is not None:
+        stored = session.execute(
+            select(ModelCalibration.ratios).where(
+                ModelCalibration.model == model, ModelCalibration.computed_at > func.now() - max_age
+            )
+        ).one_or_none()
+        if stored is not None and limit <= RECENT_CALLS:
+            return list(stored.ratios)[:limit]
+    ratios = _recount(session, model, max(limit, RECENT_CALLS))
+    # Another worker may store its recount at the same moment: either one is as good.
+    session.execute(
+        pg_insert(ModelCalibration)
+        .values(model=model, ratios=ratios, computed_at=func.now())
+        .on_conflict_do_update(index_elements=["model"], set_={"ratios": ratios, "computed_at": func.now()})
+    )
+    return ratios[:limit]
+
+
+def _recount(session: Session, model: str, limit: int) -> list[float]:
+    # The partial index llm_calls_billed_model_idx holds exactly these calls, newest last.
     rows = session.execute(
         select(LLMCall.billed_input_tokens, LLMCall.estimated_input_tokens, Run.calibration)
         .join(Run, Run.id == LLMCall.run_id)

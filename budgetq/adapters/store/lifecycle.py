@@ -17,9 +17,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from budgetq.adapters.store.batches import Claim
-from budgetq.adapters.store.models import Batch, BatchIssue, Issue, IssueSet, Run, RunIssue
+from budgetq.adapters.store.models import Batch, BatchIssue, Issue, IssueSet, Run, RunIssue, SpendReservation
 from budgetq.adapters.store.run_issues import set_issue_status
-from budgetq.domain.statuses import BatchStatus, IssueStatus, RunStatus
+from budgetq.domain.statuses import BatchStatus, IssueStatus, ReservationStatus, RunStatus
 from budgetq.errors import LeaseLostError, NotFoundError
 
 CANCELLABLE = (RunStatus.PLANNED.value, RunStatus.RUNNING.value)
@@ -87,8 +87,14 @@ def list_runs(session: Session, set_id: int | None, status: str | None, limit: i
         .scalar_subquery()
     )
     total = select(func.count()).where(RunIssue.run_id == Run.id).scalar_subquery()
+    # From the ledger: only a capped run keeps counters on its row (docs/architecture.md).
+    spent = (
+        select(func.coalesce(func.sum(SpendReservation.actual_usd), 0))
+        .where(SpendReservation.run_id == Run.id, SpendReservation.status == ReservationStatus.SETTLED.value)
+        .scalar_subquery()
+    )
     query = (
-        select(Run, IssueSet.name, total, answered)
+        select(Run, IssueSet.name, total, answered, spent)
         .join(IssueSet, IssueSet.id == Run.set_id)
         .order_by(Run.id.desc())
         .limit(limit)
@@ -106,12 +112,12 @@ def list_runs(session: Session, set_id: int | None, status: str | None, limit: i
             run.api_mode,
             int(n),
             int(a),
-            run.spent_usd,
+            Decimal(paid),
             run.created_at,
             run.finished_at,
             run.stop_reason,
         )
-        for run, name, n, a in session.execute(query)
+        for run, name, n, a, paid in session.execute(query)
     ]
 
 

@@ -131,7 +131,10 @@ class Batch(Base):
     """A packed group of issues sent in one call; claimed by a worker under a lease."""
 
     __tablename__ = "batches"
-    __table_args__ = (Index("batches_run_status_idx", "run_id", "status"),)
+    __table_args__ = (
+        Index("batches_run_status_idx", "run_id", "status"),
+        Index("batches_open_idx", "run_id", postgresql_where=text("status IN ('queued', 'running')")),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
@@ -211,6 +214,14 @@ class LLMCall(Base):
             unique=True,
             postgresql_where=text("message_batch_id IS NOT NULL"),
         ),
+        Index(
+            "llm_calls_billed_model_idx",
+            "model",
+            "id",
+            postgresql_where=text(
+                "status = 'ok' AND would_have_cost = false AND billed_input_tokens IS NOT NULL"
+            ),
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -270,6 +281,16 @@ class SpendReservation(Base):
     __table_args__ = (
         Index("spend_reservations_run_idx", "run_id"),
         Index("spend_reservations_status_idx", "status"),
+        Index(
+            "spend_reservations_settled_day_idx",
+            "settled_day",
+            postgresql_where=text("status = 'settled'"),
+        ),
+        Index(
+            "spend_reservations_open_day_idx",
+            "day",
+            postgresql_where=text("status IN ('held', 'unknown')"),
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -280,3 +301,14 @@ class SpendReservation(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = created_now()
     settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The UTC day it closed: a settled reservation's cost counts on this day.
+    settled_day: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class ModelCalibration(Base):
+    """A model's recent billed ratios (billed input ÷ cl100k count), recomputed when stale."""
+
+    __tablename__ = "model_calibrations"
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    ratios: Mapped[list[float]] = mapped_column(ARRAY(Float))
+    computed_at: Mapped[dt.datetime] = created_now()

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from budgetq.adapters.store.completion import OPEN, close_if_done
 from budgetq.adapters.store.models import Batch, Run
 from budgetq.adapters.store.run_issues import fail_pending_issues
-from budgetq.adapters.store.runs import TERMINAL, finish_if_done
 from budgetq.domain.reaper import ExpiredLease, Verdict
 from budgetq.domain.statuses import BatchStatus, RunStatus
 
@@ -94,11 +94,11 @@ def close_orphans(session: Session) -> int:
 
 def finish_done_runs(session: Session) -> list[int]:
     """Close every running run whose batches are all terminal; return the ids closed."""
-    open_batches = select(Batch.id).where(Batch.run_id == Run.id, Batch.status.not_in(TERMINAL)).exists()
+    open_batches = select(Batch.id).where(Batch.run_id == Run.id, Batch.status.in_(OPEN)).exists()
     candidates = session.scalars(
         select(Run.id).where(Run.status == RunStatus.RUNNING.value, ~open_batches)
     ).all()
-    return [run_id for run_id in candidates if finish_if_done(session, run_id) is not None]
+    return [run_id for run_id in candidates if close_if_done(session, run_id) is not None]
 
 
 def mark_sent(session: Session, batch_ids: Sequence[int], delay_s: float = 0.0) -> None:

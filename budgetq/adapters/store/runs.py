@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import chain, islice
 
-from sqlalchemy import and_, case, func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,9 @@ from budgetq.domain.statuses import ApiMode, BatchStatus, IssueStatus, RunStatus
 from budgetq.errors import NotFoundError
 
 TERMINAL = tuple(s.value for s in BatchStatus if s.terminal)
+# Issues in a plan from which its tables are analyzed at once (a few hundred ms at 1M rows).
+ANALYZE_AFTER = 10_000
+INSERT_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -148,13 +152,13 @@ def write_plan(
         batch_ids = list(
             session.scalars(insert(Batch).returning(Batch.id, sort_by_parameter_order=True), batch_rows)
         )
-        members = [
+        members = (
             {"batch_id": bid, "issue_id": i}
             for bid, b in zip(batch_ids, batches, strict=True)
             for i in b.issue_ids
-        ]
-        session.execute(insert(BatchIssue), members)
-    statuses = [
+        )
+        _insert_in_chunks(session, BatchIssue, members)
+    pending = (
         {
             "run_id": run_id,
             "issue_id": i,
@@ -165,64 +169,46 @@ def write_plan(
         }
         for b in batches
         for i in b.issue_ids
-    ]
-    statuses += [
+    )
+    left_out = (
         {
             "run_id": run_id,
             "issue_id": o.issue_id,
             "priority": o.priority,
             "input_tokens_est": o.input_tokens,
-            "status": IssueStatus.OVERSIZE.value,
+            "status": status.value,
             "reason": o.reason,
         }
-        for o in oversize
-    ]
-    statuses += [
-        {
-            "run_id": run_id,
-            "issue_id": d.issue_id,
-            "priority": d.priority,
-            "input_tokens_est": d.input_tokens,
-            "status": IssueStatus.DEFERRED.value,
-            "reason": d.reason,
-        }
-        for d in deferred
-    ]
-    if statuses:
-        session.execute(insert(RunIssue), statuses)
+        for status, group in ((IssueStatus.OVERSIZE, oversize), (IssueStatus.DEFERRED, deferred))
+        for o in group
+    )
+    rows: Iterable[Mapping[str, object]] = chain(pending, left_out)
+    written = _insert_in_chunks(session, RunIssue, rows)
     session.execute(update(Run).where(Run.id == run_id).values(status=RunStatus.RUNNING.value))
+    if written >= ANALYZE_AFTER:
+        # A large plan changes these tables' shape at once; autovacuum's ANALYZE comes later, and the
+        # per-batch statements would be planned on the old statistics meanwhile (own rows count here).
+        session.execute(text("ANALYZE batches, batch_issues, run_issues"))
     return batch_ids
+
+
+def _insert_in_chunks(
+    session: Session, table: type[BatchIssue] | type[RunIssue], rows: Iterable[Mapping[str, object]]
+) -> int:
+    """Insert ``rows`` a chunk at a time (a 1M-issue plan never holds all its rows' parameters at once);
+    return how many."""
+    count = 0
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, INSERT_CHUNK)):
+        session.execute(insert(table), chunk)
+        count += len(chunk)
+    return count
 
 
 def mark_enqueued(session: Session, batch_ids: Sequence[int]) -> None:
     """Note when batches were handed to the broker."""
     if batch_ids:
         session.execute(update(Batch).where(Batch.id.in_(batch_ids)).values(enqueued_at=func.now()))
-
-
-def finish_if_done(session: Session, run_id: int) -> str | None:
-    """Close the run once every batch is terminal; return its final status, or None while work remains."""
-    # Two workers finishing the last two batches at once would each see the other's batch still open
-    # and neither would close the run: the run's row lock orders them, and the second one's statement
-    # below then sees the first one's committed batch. NO KEY UPDATE, because the rows these
-    # transactions insert hold KEY SHARE locks on the run (foreign keys), which FOR UPDATE would wait on.
-    session.execute(select(Run.id).where(Run.id == run_id).with_for_update(key_share=True))
-    open_batches = select(Batch.id).where(Batch.run_id == run_id, Batch.status.not_in(TERMINAL)).exists()
-    failed = (
-        select(RunIssue.issue_id)
-        .where(RunIssue.run_id == run_id, RunIssue.status == IssueStatus.FAILED.value)
-        .exists()
-    )
-    final = session.scalar(
-        update(Run)
-        .where(and_(Run.id == run_id, Run.status == RunStatus.RUNNING.value, ~open_batches))
-        .values(
-            status=case((failed, RunStatus.FAILED.value), else_=RunStatus.SUCCEEDED.value),
-            finished_at=func.now(),
-        )
-        .returning(Run.status)
-    )
-    return final
 
 
 def progress(session: Session, run_id: int) -> Progress:

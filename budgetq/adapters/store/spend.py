@@ -3,28 +3,31 @@
 A reservation is one conditional UPDATE per cap (``… SET reserved = reserved + r WHERE spent +
 reserved + r <= cap``): PostgreSQL's row lock serialises concurrent reservations on the same row and
 re-checks the condition against the committed figures, so no interleaving can push spent + reserved
-over a cap. Rows are always locked in the same order (run, then day), so reservations cannot
-deadlock. Each reservation is a row whose status moves once from ``held`` to ``settled``,
-``released`` or ``unknown``: settling twice is impossible, and an unknown one stays counted. The one
+over a cap. Rows are always locked in the same order (day, then run), so reservations cannot
+deadlock; the run's row last, right before the COMMIT, so it is held for one statement. Without a cap,
+no counter is kept (docs/architecture.md, "Bookkeeping that stays flat as a run grows").
+
+Each reservation is a row whose status moves once from ``held`` to ``settled``, ``released`` or
+``unknown``: settling twice is impossible, and an unknown one stays counted. The one
 later move is a Message Batch request's: its result, read after its reservation was given up as
 unknown (its submitter or poller was gone for long), settles or releases it then, once.
 
 ``reserve_many`` holds the requests of a Message Batch in one statement per cap, under the same
-row locks (run, then day): as many as fit, in order.
+row locks (day, then run): as many as fit, in order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.store import spend_caps as caps
+from budgetq.adapters.store import spend_days as days
 from budgetq.adapters.store.models import DailySpend, Run, SpendReservation
 from budgetq.domain.spend import (
     CapState,
@@ -67,33 +70,12 @@ def reserve(
 
     Call inside a transaction: when the day's cap refuses, the run's share is rolled back with it.
     """
-    held = session.scalar(
-        update(Run)
-        .where(
-            Run.id == run_id,
-            # The run's row lock orders this against `budgetq cancel`: after a cancel commits, no attempt.
-            Run.status != RunStatus.CANCELLED.value,
-            Run.spend_cap_usd.is_(None) | (Run.spent_usd + Run.reserved_usd + amount <= Run.spend_cap_usd),
-        )
-        .values(reserved_usd=Run.reserved_usd + amount)
-        .returning(Run.id)
-    )
-    if held is None:
-        if session.scalar(select(Run.status).where(Run.id == run_id)) == RunStatus.CANCELLED.value:
-            raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
-        raise _refuse(caps.run_cap(session, run_id), amount)
     day = caps.today(session)
-    session.execute(pg_insert(DailySpend).values(day=day).on_conflict_do_nothing(index_elements=["day"]))
-    condition = DailySpend.day == day
     if daily_cap is not None:
-        condition = condition & (DailySpend.spent_usd + DailySpend.reserved_usd + amount <= daily_cap)
-    held_day = session.scalar(
-        update(DailySpend)
-        .where(condition)
-        .values(reserved_usd=DailySpend.reserved_usd + amount, cap_usd=daily_cap, updated_at=func.now())
-        .returning(DailySpend.day)
-    )
-    if held_day is None:
+        days.lower_cap(session, day, daily_cap)
+    capped = _capped_and_not_cancelled(session, run_id)
+    days.ensure(session, day)
+    if not days.hold(session, day, amount):
         raise _refuse(caps.day_cap(session, day, daily_cap), amount)
     reservation_id = session.scalars(
         insert(SpendReservation).returning(SpendReservation.id),
@@ -107,7 +89,48 @@ def reserve(
             }
         ],
     ).one()
+    if capped:
+        # Last, right before the COMMIT: every reservation of the run waits on this row lock, so it is
+        # held for one statement. Day rows before the run's row, everywhere: no deadlock.
+        _hold_run(session, run_id, amount)
     return Reservation(reservation_id, run_id, day, amount)
+
+
+def _capped_and_not_cancelled(session: Session, run_id: int) -> bool:
+    """Whether the run has a cap; for one without, refuse here once it is cancelled."""
+    cap = session.execute(select(Run.spend_cap_usd).where(Run.id == run_id)).one_or_none()
+    if cap is None:
+        raise NotFoundError(f"no run with id {run_id}")
+    if cap.spend_cap_usd is not None:
+        return True  # _hold_run's UPDATE checks the status under the row lock
+    # No cap, no counter to write. FOR SHARE orders this against `budgetq cancel` (its UPDATE waits for
+    # sharers, a sharer waits for it and then reads its status), yet sharers never wait on each other:
+    # after a cancel commits, no attempt.
+    status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update(read=True))
+    if status == RunStatus.CANCELLED.value:
+        raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
+    return False
+
+
+def _hold_run(session: Session, run_id: int, amount: Decimal) -> None:
+    """Count ``amount`` against the run's cap; refuse once the run is cancelled."""
+    held = session.scalar(
+        update(Run)
+        .where(
+            Run.id == run_id,
+            # The run's row lock orders this against `budgetq cancel`: after a cancel commits, no attempt.
+            Run.status != RunStatus.CANCELLED.value,
+            Run.spent_usd + Run.reserved_usd + amount <= Run.spend_cap_usd,
+        )
+        .values(reserved_usd=Run.reserved_usd + amount)
+        .returning(Run.id)
+    )
+    if held is None:
+        if session.scalar(select(Run.status).where(Run.id == run_id)) == RunStatus.CANCELLED.value:
+            raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
+        # This reservation's own ledger row is already written (held) but not counted on the row.
+        state = caps.run_cap(session, run_id)
+        raise _refuse(replace(state, held=state.held - amount), amount)
 
 
 def reserve_many(
@@ -120,38 +143,39 @@ def reserve_many(
     the day's caps, as many as fit in order; and the refusal of the first that does not fit
     (SpendCapBusyError or SpendCapExceededError), None when all fit.
 
-    The run's row, then the day's, is locked while the figures are read and written, as ``reserve``'s
-    conditional UPDATEs lock them: concurrent reservations wait, so spent + reserved <= cap holds.
+    A capped day's row, then a capped run's, is locked while the figures are read and written, as
+    ``reserve``'s conditional UPDATEs lock them: concurrent reservations wait, so spent + reserved <= cap.
     """
+    day = caps.today(session)
+    if daily_cap is not None:
+        days.lower_cap(session, day, daily_cap)
     run = session.execute(
-        select(Run.spend_cap_usd, Run.spent_usd, Run.reserved_usd)
-        .where(Run.id == run_id)
-        .with_for_update(key_share=True)
+        select(Run.spend_cap_usd, Run.spent_usd, Run.reserved_usd).where(Run.id == run_id)
     ).one_or_none()
     if run is None:
         raise NotFoundError(f"no run with id {run_id}")
-    day = caps.today(session)
-    session.execute(pg_insert(DailySpend).values(day=day).on_conflict_do_nothing(index_elements=["day"]))
-    spent_today = session.execute(
-        select(DailySpend.spent_usd, DailySpend.reserved_usd)
-        .where(DailySpend.day == day)
-        .with_for_update(key_share=True)
-    ).one()
+    # The day's row before the run's, as everywhere: no deadlock.
+    days.ensure(session, day)
+    day_capped = days.cap_of(session, day) is not None
+    if day_capped:
+        session.execute(select(DailySpend.day).where(DailySpend.day == day).with_for_update(key_share=True))
+    if run.spend_cap_usd is not None:
+        run = session.execute(
+            select(Run.spend_cap_usd, Run.spent_usd, Run.reserved_usd)
+            .where(Run.id == run_id)
+            .with_for_update(key_share=True)
+        ).one()
     states = (
         CapState(
             f"run {run_id}",
             run.spend_cap_usd,
             run.spent_usd,
             run.reserved_usd,
-            caps.held_sum(session, SpendReservation.run_id == run_id),
+            caps.held_sum(session, SpendReservation.run_id == run_id)
+            if run.spend_cap_usd is not None
+            else Decimal(0),
         ),
-        CapState(
-            f"day {day.isoformat()}",
-            daily_cap,
-            spent_today.spent_usd,
-            spent_today.reserved_usd,
-            caps.held_sum(session, SpendReservation.day == day),
-        ),
+        caps.day_cap(session, day, daily_cap),
     )
     amounts = [amount for _, amount in requests]
     count = fitting_prefix(states, amounts)
@@ -161,12 +185,14 @@ def reserve_many(
         refusal = _refuse(refusing(states, total, amounts[count]), amounts[count])
     if count == 0:
         return [], refusal
-    session.execute(update(Run).where(Run.id == run_id).values(reserved_usd=Run.reserved_usd + total))
-    session.execute(
-        update(DailySpend)
-        .where(DailySpend.day == day)
-        .values(reserved_usd=DailySpend.reserved_usd + total, cap_usd=daily_cap, updated_at=func.now())
-    )
+    if run.spend_cap_usd is not None:
+        session.execute(update(Run).where(Run.id == run_id).values(reserved_usd=Run.reserved_usd + total))
+    if day_capped:
+        session.execute(
+            update(DailySpend)
+            .where(DailySpend.day == day)
+            .values(reserved_usd=DailySpend.reserved_usd + total, updated_at=func.now())
+        )
     ids = session.scalars(
         insert(SpendReservation).returning(SpendReservation.id, sort_by_parameter_order=True),
         [
@@ -189,6 +215,7 @@ def _close(
     r: Reservation,
     status: ReservationStatus,
     actual: Decimal | None,
+    day: dt.date,
     *,
     from_unknown: bool = False,
 ) -> bool:
@@ -198,49 +225,46 @@ def _close(
     closed = session.scalar(
         update(SpendReservation)
         .where(SpendReservation.id == r.id, SpendReservation.status.in_(open_states))
-        .values(status=status.value, actual_usd=actual, settled_at=func.now())
+        .values(status=status.value, actual_usd=actual, settled_at=func.now(), settled_day=day)
         .returning(SpendReservation.id)
     )
     return closed is not None
 
 
 def settle(session: Session, r: Reservation, actual: Decimal, *, from_unknown: bool = False) -> bool:
-    """Turn the reservation into the actual cost (reserved -= amount, spent += actual); once only.
-    ``from_unknown``: also one given up as unknown (a Message Batch result read late: now known)."""
-    if not _close(session, r, ReservationStatus.SETTLED, actual, from_unknown=from_unknown):
+    """Turn the reservation into the actual cost (reserved -= amount, spent += actual), counted on the
+    day it settles; once only. ``from_unknown``: also one given up as unknown (a Message Batch result
+    read late: now known)."""
+    day = caps.today(session)
+    if not _close(session, r, ReservationStatus.SETTLED, actual, day, from_unknown=from_unknown):
         return False
-    _move(session, r, reserved=-r.amount, spent=actual)
+    _move(session, r, day, spent=actual)
     return True
 
 
 def release(session: Session, r: Reservation, *, from_unknown: bool = False) -> bool:
     """Give the reservation back: nothing was billed (an error reply, or the call was never sent).
     ``from_unknown``: also one given up as unknown (a Message Batch result read late: now known)."""
-    if not _close(session, r, ReservationStatus.RELEASED, Decimal(0), from_unknown=from_unknown):
+    day = caps.today(session)
+    if not _close(session, r, ReservationStatus.RELEASED, Decimal(0), day, from_unknown=from_unknown):
         return False
-    _move(session, r, reserved=-r.amount, spent=Decimal(0))
+    _move(session, r, day, spent=Decimal(0))
     return True
 
 
 def keep(session: Session, r: Reservation) -> bool:
     """Mark the outcome unknown: the reservation stays counted against both caps."""
-    return _close(session, r, ReservationStatus.UNKNOWN, None)
+    return _close(session, r, ReservationStatus.UNKNOWN, None, caps.today(session))
 
 
-def _move(session: Session, r: Reservation, *, reserved: Decimal, spent: Decimal) -> None:
+def _move(session: Session, r: Reservation, day: dt.date, *, spent: Decimal) -> None:
+    days.move(session, r.day, day, r.amount, spent)
+    # Last (day rows first, as everywhere), so a capped run's row lock is held for one statement. An
+    # uncapped run's UPDATE matches nothing and writes nothing: only a capped run keeps counters.
     session.execute(
         update(Run)
-        .where(Run.id == r.run_id)
-        .values(reserved_usd=Run.reserved_usd + reserved, spent_usd=Run.spent_usd + spent)
-    )
-    session.execute(
-        update(DailySpend)
-        .where(DailySpend.day == r.day)
-        .values(
-            reserved_usd=DailySpend.reserved_usd + reserved,
-            spent_usd=DailySpend.spent_usd + spent,
-            updated_at=func.now(),
-        )
+        .where(Run.id == r.run_id, Run.spend_cap_usd.is_not(None))
+        .values(reserved_usd=Run.reserved_usd - r.amount, spent_usd=Run.spent_usd + spent)
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 import uuid
@@ -19,6 +20,7 @@ from budgetq.adapters.store.engine import make_engine, make_sessions, transactio
 from budgetq.adapters.store.models import SpendReservation
 from budgetq.domain.statuses import RunKind
 from budgetq.errors import SpendCapBusyError, SpendCapExceededError
+from tests.integration.db_clock import at, clocked_engine, unused_day
 
 RESERVATION = Decimal("0.250000")
 
@@ -156,23 +158,27 @@ def test_a_cap_that_cannot_cover_a_call_even_after_the_calls_in_flight_is_exceed
     assert str(refused.value).startswith(f"spend cap reached (run {run_id}): {figures}")
 
 
-def test_the_daily_cap_refuses_and_leaves_the_run_untouched(sessions: sessionmaker[Session]) -> None:
-    # Given today's committed spend and a daily cap leaving room for exactly one reservation
-    run_id = new_run(sessions, None)
-    with transaction(sessions) as session:
+def test_the_daily_cap_refuses_and_leaves_the_run_untouched(database_url: str) -> None:
+    # Given a day of its own (a daily cap stays with its day: today's would bind the other tests) and a
+    # daily cap leaving room for exactly one reservation; the run has a cap, so it keeps counters
+    engine = clocked_engine(database_url)
+    sessions = make_sessions(engine)
+    noon = dt.datetime.combine(unused_day(), dt.time(12), tzinfo=dt.UTC)
+    run_id = new_run(sessions, Decimal("100"))
+    daily_cap = RESERVATION
+    with at(sessions, noon) as session:
         day = spend_caps.today(session)
-        daily_cap = spend_caps.day_cap(session, day).committed + RESERVATION
         spend_store.reserve(session, run_id, None, RESERVATION, daily_cap)
 
     # When the next reservation is tried under the same daily cap
-    # (the day's other reservations in this database decide whether it is told to wait or that it is over)
-    with pytest.raises(SpendCapExceededError, match=r"\(day \d{4}-\d{2}-\d{2}\)"), transaction(sessions) as s:
+    with pytest.raises(SpendCapBusyError, match=r"\(day \d{4}-\d{2}-\d{2}\)"), at(sessions, noon) as s:
         spend_store.reserve(s, run_id, None, RESERVATION, daily_cap)
 
     # Then the run's own reservation was rolled back with the day's refusal
-    with transaction(sessions) as session:
+    with at(sessions, noon) as session:
         assert spend_caps.run_cap(session, run_id).reserved == RESERVATION
         assert spend_caps.day_cap(session, day, daily_cap).committed == daily_cap
+    engine.dispose()
 
 
 def test_a_message_batch_s_requests_are_reserved_in_order_as_far_as_the_caps_go(
@@ -215,14 +221,17 @@ def test_a_message_batch_s_requests_are_reserved_in_order_as_far_as_the_caps_go(
     assert "+ needed 0.300000 > cap 1.000000" in str(refusal)
 
 
-def test_the_daily_cap_limits_a_message_batch_s_reservations_too(sessions: sessionmaker[Session]) -> None:
-    # Given a run without a cap and a daily cap leaving room for one request of 0.3 today
-    run_id = new_run(sessions, None)
-    with transaction(sessions) as session:
-        daily_cap = spend_caps.day_cap(session, spend_caps.today(session)).committed + Decimal("0.5")
+def test_the_daily_cap_limits_a_message_batch_s_reservations_too(database_url: str) -> None:
+    # Given a run with a cap that never binds, a day of its own and a daily cap leaving room for one
+    # request of 0.3
+    engine = clocked_engine(database_url)
+    sessions = make_sessions(engine)
+    noon = dt.datetime.combine(unused_day(), dt.time(12), tzinfo=dt.UTC)
+    run_id = new_run(sessions, Decimal("100"))
+    daily_cap = Decimal("0.5")
 
     # When two requests reserve together
-    with transaction(sessions) as session:
+    with at(sessions, noon) as session:
         held, refusal = spend_store.reserve_many(
             session, run_id, [(None, Decimal("0.3")), (None, Decimal("0.3"))], daily_cap
         )
@@ -230,8 +239,9 @@ def test_the_daily_cap_limits_a_message_batch_s_reservations_too(sessions: sessi
     # Then one is held, and the day's cap refused the other
     assert len(held) == 1
     assert refusal is not None and re.search(r"\(day \d{4}-\d{2}-\d{2}\)", str(refusal))
-    with transaction(sessions) as session:
+    with at(sessions, noon) as session:
         assert spend_caps.run_cap(session, run_id).reserved == Decimal("0.3")
+    engine.dispose()
 
 
 def test_concurrent_message_batch_reservations_never_pass_the_cap(database_url: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.llm.message_batches import MessageBatchesClient
+from budgetq.adapters.store import spend_caps
 from budgetq.adapters.store.engine import transaction
 from budgetq.devtools.standin.server import BatchBehaviour
 from budgetq.domain.catalog import get_model, prices_on
@@ -144,7 +145,10 @@ def _assert_settled_to_actual(rig: Rig, run_id: int) -> None:
         rig.sessions, "SELECT count(*) FROM spend_reservations WHERE run_id = :r", r=run_id
     )
     assert reservations == len(rows)
-    spent, reserved = _one(rig.sessions, "SELECT spent_usd, reserved_usd FROM runs WHERE id = :r", r=run_id)
+    with transaction(rig.sessions) as session:
+        # The run's figures (from its counters with a cap, from the ledger without one)
+        state = spend_caps.run_cap(session, run_id)
+    spent, reserved = state.spent, state.reserved
     (billed,) = _one(rig.sessions, "SELECT sum(cost_usd) FROM llm_calls WHERE run_id = :r", r=run_id)
     assert (spent, reserved) == (billed, 0)
 
