@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.store import api_modes
 from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store import reuse as reuse_store
 from budgetq.adapters.store import runs as run_store
 from budgetq.adapters.store.calibration import observed_ratios
 from budgetq.adapters.store.engine import transaction
@@ -32,9 +32,10 @@ from budgetq.domain.packing import (
 from budgetq.domain.prompt import fixed_input_tokens, issue_input_tokens
 from budgetq.domain.selector import Selector, SelectorKind
 from budgetq.domain.statuses import ApiMode, RunKind
-from budgetq.domain.tokens import CALIBRATION_VERSION, ENCODING_NAME, learn_calibration
+from budgetq.domain.tokens import learn_calibration
 from budgetq.errors import ConfigurationError
-from budgetq.services.counting import CHUNK_TEXTS, count_chunks, processes_for
+from budgetq.services.counting import count_tokens
+from budgetq.services.reusing import ReusePlan, plan_reuse, write_reuse
 from budgetq.settings import Settings
 
 
@@ -55,28 +56,8 @@ class PlannedRun:
     created: bool = True
     # How its batches reach the model (sync or batch-api); its forecast is priced accordingly.
     api_mode: str = ApiMode.SYNC.value
-
-
-def count_tokens(sessions: sessionmaker[Session], set_id: int, processes: int | None = None) -> int:
-    """Count the tokens of the set's issues that have no current count, in bulk on all cores, and store
-    them (COPY into issue_tokens) with the encoding and calibration version; return how many were counted."""
-    with transaction(sessions) as session:
-        todo = issue_store.count_stale(session, set_id, ENCODING_NAME, CALIBRATION_VERSION)
-        if todo == 0:
-            return 0
-        ids: deque[list[int]] = deque()
-
-        def texts() -> Iterator[list[str]]:
-            chunks = issue_store.stale_texts(session, set_id, ENCODING_NAME, CALIBRATION_VERSION, CHUNK_TEXTS)
-            for chunk in chunks:
-                ids.append([issue_id for issue_id, _ in chunk])
-                yield [text for _, text in chunk]
-
-        # Texts stream from a server-side cursor while earlier chunks are counted and written back.
-        with issue_store.count_writer(session, set_id, ENCODING_NAME, CALIBRATION_VERSION) as write:
-            for counts in count_chunks(texts(), processes_for(todo, processes)):
-                write(zip(ids.popleft(), counts, strict=True))
-    return todo
+    # Issues taken from earlier answers and duplicates sent once (services.reusing).
+    reuse: ReusePlan | None = None
 
 
 def context_window_for(spec: ModelSpec, settings: Settings) -> int:
@@ -130,13 +111,15 @@ def plan_run(
     dry_run: bool = False,
     api_mode: str | None = None,
     request_key: str | None = None,
+    fresh: bool = False,
 ) -> PlannedRun:
     """Pack the set (the ``selector``'s or ``issue_ids``' issues of it) and, unless ``dry_run``, write the
     run and its batches. With ``spend_cap_usd`` the lowest priorities that do not fit are deferred. A
     nightly run already planned for ``nightly_date``, or a run already started under ``request_key``, is
     returned as it is (``created`` False). ``api_mode``
     (sync or batch-api) defaults to the issue set's, else to ``BUDGETQ_NIGHTLY_API_MODE`` for nightly runs
-    and sync for the others."""
+    and sync for the others. Unless ``fresh`` (or the set turns it off), issues already answered are
+    reused and duplicates sent once (services.reusing)."""
     if issue_ids is not None:
         selector = Selector(SelectorKind.ISSUES, tuple(issue_ids))
     spec = get_model(settings.model)
@@ -168,6 +151,9 @@ def plan_run(
             )
             for r in rows
         ]
+        reusing = not fresh and reuse_store.set_reuses_answers(session, set_id)
+        reuse = plan_reuse(session, settings, spec, set_id, selector, items, enabled=reusing)
+        items = list(reuse.to_pack)
         deferred: tuple[run_store.Deferred, ...] = ()
         if spend_cap_usd is not None:
             items, deferred = _fit_to_cap(items, limits, fixed, window, prices, spend_cap_usd, batch=batch)
@@ -181,8 +167,9 @@ def plan_run(
             prices=prices,
             batch=batch,
         )
+        total = len(items) + len(deferred) + reuse.left_out
         planned = PlannedRun(
-            None, (), plan, limits, bound, len(items) + len(deferred), deferred, expected, api_mode=mode.value
+            None, (), plan, limits, bound, total, deferred, expected, api_mode=mode.value, reuse=reuse
         )
         if dry_run:
             return planned
@@ -219,7 +206,9 @@ def plan_run(
             {i.issue_id: i.priority for i in items},
             limits.output_limit,
             api_mode=mode.value,
+            reuse_keys=reuse.keys,
         )
+        write_reuse(session, run_id, reuse, plan, {d.issue_id: d.reason for d in deferred})
         if not batch_ids:
             run_store.finish_if_done(session, run_id)
     return PlannedRun(
@@ -228,10 +217,11 @@ def plan_run(
         plan,
         limits,
         bound,
-        len(items) + len(deferred),
+        total,
         deferred,
         expected,
         api_mode=mode.value,
+        reuse=reuse,
     )
 
 

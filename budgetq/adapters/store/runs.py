@@ -127,8 +127,11 @@ def write_plan(
     priorities: Mapping[int, int],
     max_tokens: int,
     api_mode: str = ApiMode.SYNC.value,
+    reuse_keys: Mapping[int, str] | None = None,
 ) -> list[int]:
-    """Write the batches in queue order, their memberships and every issue's status; return batch ids."""
+    """Write the batches in queue order, their memberships and every issue's status (with its reuse key
+    from ``reuse_keys``); return batch ids."""
+    keys = reuse_keys or {}
     batch_rows = [
         {
             "run_id": run_id,
@@ -162,6 +165,7 @@ def write_plan(
             "input_tokens_est": issue_tokens[i],
             "status": IssueStatus.PENDING.value,
             "reason": None,
+            "reuse_key": keys.get(i),
         }
         for b in batches
         for i in b.issue_ids
@@ -174,6 +178,7 @@ def write_plan(
             "input_tokens_est": o.input_tokens,
             "status": IssueStatus.OVERSIZE.value,
             "reason": o.reason,
+            "reuse_key": keys.get(o.issue_id),
         }
         for o in oversize
     ]
@@ -185,6 +190,7 @@ def write_plan(
             "input_tokens_est": d.input_tokens,
             "status": IssueStatus.DEFERRED.value,
             "reason": d.reason,
+            "reuse_key": keys.get(d.issue_id),
         }
         for d in deferred
     ]
