@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.queue.celery_app import make_celery
 from budgetq.adapters.store import issues as issue_store
+from budgetq.adapters.store.dashboard import read_dashboard
+from budgetq.adapters.store.diagnoses import diagnoses
 from budgetq.adapters.store.engine import transaction
 from budgetq.adapters.store.reuse import set_reuse_answers
 from budgetq.services.planning import PlannedRun, enqueue, plan_run
@@ -119,6 +121,14 @@ def test_a_second_run_reuses_every_answer_at_no_cost_and_the_views_count_the_sav
         first=first.run_id,
     )[0]
     assert source == 40
+    # And `budgetq results` and the HTML report's diagnoses table show it
+    with transaction(sessions) as session:
+        exported = list(diagnoses(session, run_id=second.run_id))
+        board = read_dashboard(session, dt.date.today() - dt.timedelta(days=1), dt.datetime.now(dt.UTC))
+    assert {(row["status"], row["reused_from_run_id"]) for row in exported} == {("reused", first.run_id)}
+    shown = [row for row in board.rows("diagnoses") if row["run_id"] == second.run_id]
+    assert len(shown) == 40
+    assert all(str(row["reused_from"]).startswith(f"run {first.run_id}, ") for row in shown)
 
     # When the second set is run with fresh, or its reuse switched off, it pays again
     fresh = run(sessions, reuse_settings, make_set(sessions, texts), fresh=True)
