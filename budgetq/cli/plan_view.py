@@ -88,6 +88,12 @@ def print_plan(summary: dict[str, Any], planned: PlannedRun) -> None:
         "the fixed prompt is written to the cache by the first call and read by the others)",
         soft_wrap=True,
     )
+    out.print(
+        f"reused {summary['reused']:,} issues from earlier answers (expected saving "
+        f"${Decimal(summary['expected_saving_usd']):.4f}, what they cost when first answered); "
+        f"{summary['duplicates_sent_once']:,} duplicates inside the set ride along with another issue",
+        soft_wrap=True,
+    )
     by_priority: Counter[int] = Counter()
     issues_by_priority: Counter[int] = Counter()
     for batch in planned.plan.batches:
