@@ -17,11 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from budgetq.adapters.store import issues as issue_store
-from budgetq.adapters.store.engine import transaction
-from budgetq.domain.tokens import CALIBRATION_VERSION, ENCODING_NAME, raw_count, raw_counts
+from budgetq.domain.tokens import raw_count, raw_counts
 
 PARALLEL_MIN_TEXTS = 50_000
 CHUNK_TEXTS = 20_000
@@ -66,28 +62,6 @@ def count_texts(texts: Sequence[str], processes: int | None = None) -> list[int]
     for part in count_chunks(chunks, processes_for(len(texts), processes)):
         counts.extend(part)
     return counts
-
-
-def count_tokens(sessions: sessionmaker[Session], set_id: int, processes: int | None = None) -> int:
-    """Count the tokens of the set's issues that have no current count, in bulk on all cores, and store
-    them (COPY into issue_tokens) with the encoding and calibration version; return how many were counted."""
-    with transaction(sessions) as session:
-        todo = issue_store.count_stale(session, set_id, ENCODING_NAME, CALIBRATION_VERSION)
-        if todo == 0:
-            return 0
-        ids: deque[list[int]] = deque()
-
-        def texts() -> Iterator[list[str]]:
-            chunks = issue_store.stale_texts(session, set_id, ENCODING_NAME, CALIBRATION_VERSION, CHUNK_TEXTS)
-            for chunk in chunks:
-                ids.append([issue_id for issue_id, _ in chunk])
-                yield [text for _, text in chunk]
-
-        # Texts stream from a server-side cursor while earlier chunks are counted and written back.
-        with issue_store.count_writer(session, set_id, ENCODING_NAME, CALIBRATION_VERSION) as write:
-            for counts in count_chunks(texts(), processes_for(todo, processes)):
-                write(zip(ids.popleft(), counts, strict=True))
-    return todo
 
 
 def _start_method() -> str:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.store import api_modes
 from budgetq.adapters.store import issues as issue_store
-from budgetq.adapters.store import reuse as reuse_store
 from budgetq.adapters.store import runs as run_store
 from budgetq.adapters.store.calibration import observed_ratios
 from budgetq.adapters.store.engine import transaction
@@ -32,9 +32,9 @@ from budgetq.domain.packing import (
 from budgetq.domain.prompt import fixed_input_tokens, issue_input_tokens
 from budgetq.domain.selector import Selector, SelectorKind
 from budgetq.domain.statuses import ApiMode, RunKind
-from budgetq.domain.tokens import learn_calibration
+from budgetq.domain.tokens import CALIBRATION_VERSION, ENCODING_NAME, learn_calibration
 from budgetq.errors import ConfigurationError
-from budgetq.services.counting import count_tokens
+from budgetq.services.counting import CHUNK_TEXTS, count_chunks, processes_for
 from budgetq.services.reusing import ReusePlan, plan_reuse, write_reuse
 from budgetq.settings import Settings
 
@@ -58,6 +58,28 @@ class PlannedRun:
     api_mode: str = ApiMode.SYNC.value
     # Issues taken from earlier answers and duplicates sent once (services.reusing).
     reuse: ReusePlan | None = None
+
+
+def count_tokens(sessions: sessionmaker[Session], set_id: int, processes: int | None = None) -> int:
+    """Count the tokens of the set's issues that have no current count, in bulk on all cores, and store
+    them (COPY into issue_tokens) with the encoding and calibration version; return how many were counted."""
+    with transaction(sessions) as session:
+        todo = issue_store.count_stale(session, set_id, ENCODING_NAME, CALIBRATION_VERSION)
+        if todo == 0:
+            return 0
+        ids: deque[list[int]] = deque()
+
+        def texts() -> Iterator[list[str]]:
+            chunks = issue_store.stale_texts(session, set_id, ENCODING_NAME, CALIBRATION_VERSION, CHUNK_TEXTS)
+            for chunk in chunks:
+                ids.append([issue_id for issue_id, _ in chunk])
+                yield [text for _, text in chunk]
+
+        # Texts stream from a server-side cursor while earlier chunks are counted and written back.
+        with issue_store.count_writer(session, set_id, ENCODING_NAME, CALIBRATION_VERSION) as write:
+            for counts in count_chunks(texts(), processes_for(todo, processes)):
+                write(zip(ids.popleft(), counts, strict=True))
+    return todo
 
 
 def context_window_for(spec: ModelSpec, settings: Settings) -> int:
@@ -151,8 +173,7 @@ def plan_run(
             )
             for r in rows
         ]
-        reusing = not fresh and reuse_store.set_reuses_answers(session, set_id)
-        reuse = plan_reuse(session, settings, spec, set_id, selector, items, enabled=reusing)
+        reuse = plan_reuse(session, settings, spec, set_id, selector, items, fresh=fresh)
         items = list(reuse.to_pack)
         deferred: tuple[run_store.Deferred, ...] = ()
         if spend_cap_usd is not None:
@@ -211,18 +232,7 @@ def plan_run(
         write_reuse(session, run_id, reuse, plan, {d.issue_id: d.reason for d in deferred})
         if not batch_ids:
             run_store.finish_if_done(session, run_id)
-    return PlannedRun(
-        run_id,
-        tuple(batch_ids),
-        plan,
-        limits,
-        bound,
-        total,
-        deferred,
-        expected,
-        api_mode=mode.value,
-        reuse=reuse,
-    )
+    return replace(planned, run_id=run_id, batch_ids=tuple(batch_ids))
 
 
 def _existing_run(

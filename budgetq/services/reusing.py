@@ -56,12 +56,12 @@ def plan_reuse(
     selector: Selector | None,
     items: Sequence[PackItem],
     *,
-    enabled: bool,
+    fresh: bool = False,
     now: dt.datetime | None = None,
 ) -> ReusePlan:
-    """Key every issue of the plan; unless ``enabled`` is False (``--fresh``, or the set says so) take the
-    matching earlier answers and set the in-run copies aside. Keys are kept either way: an answer bought
-    now serves later runs."""
+    """Key every issue of the plan; unless ``fresh`` (or the set's reuse_answers is off) take the matching
+    earlier answers and set the in-run copies aside. Keys are kept either way: an answer bought now serves
+    later runs."""
     by_id = {i.issue_id: i for i in items}
     if settings.reuse_mode == "off":
         return ReusePlan(tuple(items), all_items=by_id)
@@ -71,7 +71,7 @@ def plan_reuse(
         for issue_id, text, external_id in chunk:
             if issue_id in by_id:
                 keys[issue_id] = reuse_key(text, mode, model_family=spec.name, external_id=external_id)
-    if not enabled:
+    if fresh or not reuse_store.set_reuses_answers(session, set_id):
         return ReusePlan(tuple(items), keys, all_items=by_id)
     since = (now or dt.datetime.now(dt.UTC)) - settings.reuse_max_age
     answers = reuse_store.paid_answers(
