@@ -6,6 +6,7 @@ Anthropic SDK's own ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL``.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -57,6 +58,14 @@ class Settings(BaseSettings):
     # Learning the calibration from llm_calls: how many recent calls must back it, at which quantile.
     calibration_min_samples: int = Field(default=20, ge=1)
     calibration_quantile: float = Field(default=0.95, gt=0, le=1)
+
+    # Answer reuse (budgetq.domain.reuse): an issue whose key matches a paid answer of the same model and
+    # prompt version, bought within reuse_max_age (seconds, or ISO 8601 such as P7D) with at least
+    # reuse_min_confidence, is not sent again. `--fresh` or a set's reuse_answers = false turn it off for
+    # a run or a set; mode "off" everywhere (no keys are stored then, so later runs cannot reuse either).
+    reuse_mode: Literal["off", "text", "masked", "check"] = "text"  # else a domain.reuse.ReuseMode
+    reuse_max_age: dt.timedelta = Field(default=dt.timedelta(days=7), gt=dt.timedelta(0))
+    reuse_min_confidence: float = Field(default=0.5, ge=0, le=1)
 
     # Calls: timeouts and the retry policy (tenacity).
     call_timeout_s: float = Field(default=120.0, gt=0)

@@ -129,6 +129,13 @@ def broker_url(redis_url: str) -> Iterator[str]:
     client.flushdb()
 
 
+@pytest.fixture(autouse=True)
+def _no_answer_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answer reuse off unless a test asks for it: the session's tests share one database, and a test
+    counting calls must not find the seed's texts answered by an earlier test (tests of reuse turn it on)."""
+    monkeypatch.setenv("BUDGETQ_REUSE_MODE", "off")
+
+
 @pytest.fixture
 def settings_env(database_url: str, broker_url: str, standin: Any) -> dict[str, str]:
     """Environment for a worker process: the test database, the broker and the stand-in."""
@@ -139,6 +146,7 @@ def settings_env(database_url: str, broker_url: str, standin: Any) -> dict[str, 
         "ANTHROPIC_BASE_URL": standin.url,
         "BUDGETQ_RETRY_BASE_S": "0.05",
         "BUDGETQ_RETRY_MAX_BACKOFF_S": "0.5",
+        "BUDGETQ_REUSE_MODE": "off",
     }
 
 

@@ -25,6 +25,7 @@ from budgetq.adapters.store.engine import (
 )
 from budgetq.cli import app
 from budgetq.cli.environment import console, environment, fail, worker_env
+from budgetq.cli.plan_view import reuse_line
 from budgetq.cli.watch import watch
 from budgetq.domain.statuses import IssueStatus, RunKind, RunStatus
 from budgetq.errors import BudgetqError
@@ -41,6 +42,7 @@ def _summary(
         "status": p.status,
         "issues": tally.issues,
         "answered": p.issues.get(IssueStatus.ANSWERED.value, 0),
+        "reused": p.issues.get(IssueStatus.REUSED.value, 0),
         "results": tally.results,
         "failed": p.issues.get(IssueStatus.FAILED.value, 0),
         "oversize": p.issues.get(IssueStatus.OVERSIZE.value, 0),
@@ -72,6 +74,9 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
     concurrency: Annotated[int, typer.Option(help="Worker threads (concurrent calls).")] = 8,
     timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 900.0,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Pay for every issue again, reusing no earlier answer.")
+    ] = False,
 ) -> None:
     """Run the seed's scenario end to end: 3,824 issues → packed batches → a real worker → results, cost."""
     settings = Settings()
@@ -94,11 +99,13 @@ def demo(
                 )
             from budgetq.services.planning import enqueue, plan_run
 
-            planned = plan_run(sessions, settings, set_id, kind=RunKind.DEMO.value)
+            # Against a kept database (BUDGETQ_DATABASE_URL) a second demo reuses the first one's answers.
+            planned = plan_run(sessions, settings, set_id, kind=RunKind.DEMO.value, fresh=fresh)
             assert planned.run_id is not None
             console.print(
                 f"Planned run {planned.run_id}: {planned.issues} issues in {len(planned.batch_ids)} "
-                f"batches (lower bound {planned.lower_bound}), {len(planned.plan.oversize)} oversize."
+                f"batches (lower bound {planned.lower_bound}), {len(planned.plan.oversize)} oversize"
+                f"{reuse_line(planned)}."
             )
             worker = processes.start_worker(worker_env(env), concurrency, settings.data_dir / "worker.log")
             try:

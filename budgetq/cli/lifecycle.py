@@ -1,4 +1,4 @@
-"""``budgetq sets``, ``budgetq runs [--set] [--status]`` and ``budgetq cancel RUN``.
+"""``budgetq sets``, ``budgetq runs [--set] [--status]``, ``budgetq cancel RUN`` and ``budgetq reuse SET``.
 
 ``cancel`` exits 0 once the cancel is committed: the run's queued batches end ``cancelled`` and are
 never called; batches whose call is in flight finish and are recorded, and none is tried again.
@@ -18,6 +18,7 @@ from rich.table import Table
 from budgetq.adapters.store import issues as issue_store
 from budgetq.adapters.store import lifecycle as store
 from budgetq.adapters.store.engine import transaction
+from budgetq.adapters.store.reuse import set_reuse_answers
 from budgetq.cli import app
 from budgetq.cli.environment import database, fail, fail_line
 from budgetq.domain.statuses import RunStatus
@@ -110,3 +111,20 @@ def cancel(run: Annotated[int, typer.Argument(help="The run's id (see `budgetq r
         "and are recorded. Their issues: `budgetq reprocess SET --failed-only`",
         soft_wrap=True,
     )
+
+
+@app.command("reuse")
+def reuse(
+    set_name: Annotated[str, typer.Argument(metavar="SET", help="The issue set's name.")],
+    enabled: Annotated[
+        bool, typer.Option("--on/--off", help="Let the set's runs reuse earlier answers (the default).")
+    ] = True,
+) -> None:
+    """Turn answer reuse on or off for SET's future runs (off: every issue is paid for on its own)."""
+    try:
+        with database(Settings()) as (_, sessions), transaction(sessions) as session:
+            set_reuse_answers(session, issue_store.set_id_by_name(session, set_name), enabled)
+    except BudgetqError as exc:
+        raise fail(exc) from exc
+    state = "on" if enabled else "off: every issue of it is paid for on its own"
+    Console(highlight=False).print(f"answer reuse for set {set_name!r} is {state}", soft_wrap=True)

@@ -21,6 +21,7 @@ SHOWN = 20
 def plan_summary(set_name: str, planned: PlannedRun, settings: Settings) -> dict[str, Any]:
     """The plan's figures as one JSON-ready mapping (what ``plan --json`` prints)."""
     fc = planned.forecast
+    reuse = planned.reuse
     return {
         "set": set_name,
         "model": settings.model,
@@ -37,7 +38,21 @@ def plan_summary(set_name: str, planned: PlannedRun, settings: Settings) -> dict
         "expected_output_tokens": fc.output_tokens if fc else 0,
         "estimated_cost_usd": str(fc.cost_usd) if fc else "0",
         "api_mode": planned.api_mode,
+        "reused": len(reuse.reused) if reuse else 0,
+        "duplicates_sent_once": len(reuse.copies) if reuse else 0,
+        "expected_saving_usd": str(reuse.saved_usd) if reuse else "0",
     }
+
+
+def reuse_line(planned: PlannedRun) -> str:
+    """``; 120 reused (saving $0.1234), 5 duplicates sent once`` when the plan reuses, else nothing."""
+    reuse = planned.reuse
+    if reuse is None or not reuse.left_out:
+        return ""
+    return (
+        f"; {len(reuse.reused):,} reused (saving ${reuse.saved_usd:.4f}, what they cost when first "
+        f"answered), {len(reuse.copies):,} duplicates sent once"
+    )
 
 
 def print_plan(summary: dict[str, Any], planned: PlannedRun) -> None:
@@ -71,6 +86,12 @@ def print_plan(summary: dict[str, Any], planned: PlannedRun) -> None:
     out.print(
         f"estimated cost ${Decimal(summary['estimated_cost_usd']):.4f} ({summary['api_mode']}: {rate}; "
         "the fixed prompt is written to the cache by the first call and read by the others)",
+        soft_wrap=True,
+    )
+    out.print(
+        f"reused {summary['reused']:,} issues from earlier answers (expected saving "
+        f"${Decimal(summary['expected_saving_usd']):.4f}, what they cost when first answered); "
+        f"{summary['duplicates_sent_once']:,} duplicates inside the set ride along with another issue",
         soft_wrap=True,
     )
     by_priority: Counter[int] = Counter()

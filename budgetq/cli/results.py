@@ -63,13 +63,21 @@ def _filters(
 
 
 def _print_table(rows: Iterator[dict[str, Any]]) -> int:
-    table = Table(*TABLE_COLUMNS, show_lines=False)
+    table = Table(*TABLE_COLUMNS, "reused from", show_lines=False)
     n = 0
     for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in TABLE_COLUMNS))
+        cells = ("" if row[c] is None else str(row[c]) for c in TABLE_COLUMNS)
+        table.add_row(*cells, _reused_from(row))
         n += 1
     Console(highlight=False).print(table)
     return n
+
+
+def _reused_from(row: dict[str, Any]) -> str:
+    """``run 12, 2026-12-03 10:00`` for a reused answer: where it was bought and when."""
+    if row["reused_from_run_id"] is None:
+        return ""
+    return f"run {row['reused_from_run_id']}, {row['reused_from_answered_at']:%Y-%m-%d %H:%M}"
 
 
 def _write(rows: Iterator[dict[str, Any]], fmt: Format, output: Path | None) -> int:

@@ -74,6 +74,13 @@ ApiModeOption = Annotated[
         "(nightly runs: BUDGETQ_NIGHTLY_API_MODE).",
     ),
 ]
+Fresh = Annotated[
+    bool,
+    typer.Option(
+        "--fresh",
+        help="Pay for every issue again: no earlier answer is reused and duplicates are sent one by one.",
+    ),
+]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run until it ends.")]
 Timeout = Annotated[float, typer.Option(min=0, help="Stop following after this many seconds.")]
 Workers = Annotated[
@@ -100,6 +107,7 @@ def plan(
     ] = True,
     spend_cap: SpendCap = None,
     api_mode: ApiModeOption = None,
+    fresh: Fresh = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Show how SET would be packed: batches, utilization, lower bound, estimated cost; calls nothing."""
@@ -115,6 +123,7 @@ def plan(
                 spend_cap_usd=spend_cap if spend_cap is not None else settings.run_spend_cap_usd,
                 dry_run=True,
                 api_mode=api_mode.value if api_mode is not None else None,
+                fresh=fresh,
             )
     except BudgetqError as exc:
         raise fail(exc) from exc
@@ -163,6 +172,7 @@ def _start_and_follow(
     timeout: float,
     workers: int | None,
     issue_refs: tuple[str, ...] = (),
+    fresh: bool = False,
 ) -> None:
     settings = Settings()
     embedded_broker = settings.redis_url is None
@@ -202,6 +212,7 @@ def _start_and_follow(
                     selector=selector,
                     spend_cap_usd=cap,
                     api_mode=api_mode.value if api_mode is not None else None,
+                    fresh=fresh,
                 )
                 assert planned.run_id is not None
                 what = f" ({selector.describe()})" if selector is not None else ""
@@ -210,7 +221,8 @@ def _start_and_follow(
                     f"{planned.issues:,} issues in "
                     f"{len(planned.batch_ids):,} batches (lower bound {planned.lower_bound:,}), "
                     f"{len(planned.plan.oversize):,} oversize, {len(planned.deferred):,} deferred; "
-                    f"estimated ${planned.forecast.cost_usd if planned.forecast else 0:.4f}",
+                    f"estimated ${planned.forecast.cost_usd if planned.forecast else 0:.4f}"
+                    f"{plan_view.reuse_line(planned)}",
                     soft_wrap=True,
                 )
                 plan_view.print_left_out(planned)
@@ -237,6 +249,7 @@ def run(
     wait: Wait = True,
     timeout: Timeout = 3600.0,
     workers: Workers = None,
+    fresh: Fresh = False,
 ) -> None:
     """Plan SET and enqueue its batches, highest priority first; with --wait follow it to the end."""
     _start_and_follow(
@@ -248,6 +261,7 @@ def run(
         wait=wait,
         timeout=timeout,
         workers=workers,
+        fresh=fresh,
     )
 
 
@@ -276,6 +290,7 @@ def reprocess(
     wait: Wait = True,
     timeout: Timeout = 3600.0,
     workers: Workers = None,
+    fresh: Fresh = False,
 ) -> None:
     """Start a new run of SET covering only what is asked (all issues when no option is given)."""
     try:
@@ -294,4 +309,5 @@ def reprocess(
         timeout=timeout,
         workers=workers,
         issue_refs=refs,
+        fresh=fresh,
     )

@@ -32,7 +32,8 @@ def watch(
                 p = run_store.progress(session, run_id)
             done = sum(p.issues.get(s.value, 0) for s in IssueStatus if s is not IssueStatus.PENDING)
             detail = (
-                f"answered {p.issues.get('answered', 0)} · failed {p.issues.get('failed', 0)} · "
+                f"answered {p.issues.get('answered', 0)} · reused {p.issues.get('reused', 0)} · "
+                f"failed {p.issues.get('failed', 0)} · "
                 f"batches open {p.batches_open} · calls {p.calls} · {p.spend}"
             )
             bar.update(task, completed=done, detail=detail)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 # Bump when the prompt or the answer schema changes meaning: answers bought under another version are
@@ -69,3 +71,23 @@ def reuse_key(
     identity = (external_id or "") if mode is ReuseMode.CHECK else ""
     material = "\x00".join((prompt_version, model_family, mode.value, identity, body))
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyedIssue:
+    """An issue of a run to be planned, with its reuse key."""
+
+    issue_id: int
+    priority: int
+    key: str
+
+
+def carriers(issues: Sequence[KeyedIssue]) -> dict[int, int]:
+    """Duplicates inside one run: each copy's id mapped to the issue that carries the question for all
+    issues of its key (the highest priority, then the earliest id), so only that one is sent."""
+    carrier: dict[str, KeyedIssue] = {}
+    for issue in issues:
+        held = carrier.get(issue.key)
+        if held is None or (-issue.priority, issue.issue_id) < (-held.priority, held.issue_id):
+            carrier[issue.key] = issue
+    return {i.issue_id: carrier[i.key].issue_id for i in issues if carrier[i.key].issue_id != i.issue_id}

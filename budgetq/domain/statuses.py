@@ -41,6 +41,7 @@ class IssueStatus(StrEnum):
     OVERSIZE = "oversize"
     DEFERRED = "deferred"
     CANCELLED = "cancelled"  # its run was cancelled before its batch was called; reprocess takes it
+    REUSED = "reused"  # answered at no cost: an earlier paid answer to the same question (domain.reuse)
 
 
 class CallOutcome(StrEnum):

@@ -28,10 +28,11 @@ def start_run(
     spend_cap_usd: Decimal | None = None,
     api_mode: str | None = None,
     request_key: str | None = None,
+    fresh: bool = False,
 ) -> PlannedRun:
     """Plan a run of the set (of the selector's issues) and enqueue its batches, highest priority first;
     ``api_mode`` (sync or batch-api) overrides the set's and the settings' choice for this run. A request
-    key already used returns its run, not a new one (``created`` False)."""
+    key already used returns its run, not a new one (``created`` False); ``fresh``: reuse no answer."""
     planned = plan_run(
         sessions,
         settings,
@@ -41,6 +42,7 @@ def start_run(
         spend_cap_usd=spend_cap_usd,
         api_mode=api_mode,
         request_key=request_key,
+        fresh=fresh,
     )
     if planned.created and planned.batch_ids:
         enqueue(app, sessions, planned.batch_ids)
@@ -71,6 +73,7 @@ def reprocess(
     spend_cap_usd: Decimal | None = None,
     api_mode: str | None = None,
     request_key: str | None = None,
+    fresh: bool = False,
 ) -> PlannedRun:
     """A new run of only the selected issues of the set, enqueued now (``api_mode`` and ``request_key``
     as in start_run)."""
@@ -85,4 +88,5 @@ def reprocess(
         spend_cap_usd=spend_cap_usd,
         api_mode=api_mode,
         request_key=request_key,
+        fresh=fresh,
     )

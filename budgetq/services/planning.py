@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +35,7 @@ from budgetq.domain.statuses import ApiMode, RunKind
 from budgetq.domain.tokens import CALIBRATION_VERSION, ENCODING_NAME, learn_calibration
 from budgetq.errors import ConfigurationError
 from budgetq.services.counting import CHUNK_TEXTS, count_chunks, processes_for
+from budgetq.services.reusing import ReusePlan, plan_reuse, write_reuse
 from budgetq.settings import Settings
 
 
@@ -55,6 +56,8 @@ class PlannedRun:
     created: bool = True
     # How its batches reach the model (sync or batch-api); its forecast is priced accordingly.
     api_mode: str = ApiMode.SYNC.value
+    # Issues taken from earlier answers and duplicates sent once (services.reusing).
+    reuse: ReusePlan | None = None
 
 
 def count_tokens(sessions: sessionmaker[Session], set_id: int, processes: int | None = None) -> int:
@@ -130,13 +133,15 @@ def plan_run(
     dry_run: bool = False,
     api_mode: str | None = None,
     request_key: str | None = None,
+    fresh: bool = False,
 ) -> PlannedRun:
     """Pack the set (the ``selector``'s or ``issue_ids``' issues of it) and, unless ``dry_run``, write the
     run and its batches. With ``spend_cap_usd`` the lowest priorities that do not fit are deferred. A
     nightly run already planned for ``nightly_date``, or a run already started under ``request_key``, is
     returned as it is (``created`` False). ``api_mode``
     (sync or batch-api) defaults to the issue set's, else to ``BUDGETQ_NIGHTLY_API_MODE`` for nightly runs
-    and sync for the others."""
+    and sync for the others. Unless ``fresh`` (or the set turns it off), issues already answered are
+    reused and duplicates sent once (services.reusing)."""
     if issue_ids is not None:
         selector = Selector(SelectorKind.ISSUES, tuple(issue_ids))
     spec = get_model(settings.model)
@@ -168,6 +173,8 @@ def plan_run(
             )
             for r in rows
         ]
+        reuse = plan_reuse(session, settings, spec, set_id, selector, items, fresh=fresh)
+        items = list(reuse.to_pack)
         deferred: tuple[run_store.Deferred, ...] = ()
         if spend_cap_usd is not None:
             items, deferred = _fit_to_cap(items, limits, fixed, window, prices, spend_cap_usd, batch=batch)
@@ -181,8 +188,9 @@ def plan_run(
             prices=prices,
             batch=batch,
         )
+        total = len(items) + len(deferred) + reuse.left_out
         planned = PlannedRun(
-            None, (), plan, limits, bound, len(items) + len(deferred), deferred, expected, api_mode=mode.value
+            None, (), plan, limits, bound, total, deferred, expected, api_mode=mode.value, reuse=reuse
         )
         if dry_run:
             return planned
@@ -219,20 +227,12 @@ def plan_run(
             {i.issue_id: i.priority for i in items},
             limits.output_limit,
             api_mode=mode.value,
+            reuse_keys=reuse.keys,
         )
+        write_reuse(session, run_id, reuse, plan, {d.issue_id: d.reason for d in deferred})
         if not batch_ids:
             completion.finish_if_done(session, run_id)
-    return PlannedRun(
-        run_id,
-        tuple(batch_ids),
-        plan,
-        limits,
-        bound,
-        len(items) + len(deferred),
-        deferred,
-        expected,
-        api_mode=mode.value,
-    )
+    return replace(planned, run_id=run_id, batch_ids=tuple(batch_ids))
 
 
 def _existing_run(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from budgetq.domain.reuse import ReuseMode, mask_volatile, normalize, reuse_key
+from budgetq.domain.reuse import KeyedIssue, ReuseMode, carriers, mask_volatile, normalize, reuse_key
 
 FAMILY = "claude-sonnet-4-6"
 
@@ -59,3 +59,20 @@ def test_keys_differ_across_modes_model_families_and_prompt_versions() -> None:
     assert reuse_key(text, ReuseMode.TEXT, model_family=FAMILY, prompt_version="p2") != key(
         text, ReuseMode.TEXT
     )
+
+
+def test_duplicates_are_carried_by_the_highest_priority_then_the_earliest_issue() -> None:
+    issues = [
+        KeyedIssue(1, 5, "a"),
+        KeyedIssue(2, 15, "a"),
+        KeyedIssue(3, 15, "a"),
+        KeyedIssue(4, 10, "b"),
+        KeyedIssue(5, 1, "c"),
+        KeyedIssue(6, 1, "c"),
+    ]
+    # Issue 2 carries key a (priority 15 before 5, id 2 before 3); 4 is alone; 5 carries c.
+    assert carriers(issues) == {1: 2, 3: 2, 6: 5}
+
+
+def test_no_duplicates_means_no_copies() -> None:
+    assert carriers([KeyedIssue(i, 10, f"k{i}") for i in range(5)]) == {}

@@ -72,6 +72,8 @@ def _schema(columns: Sequence[str]) -> Any:
         "run_id": pa.int64(),
         "answered_at": pa.timestamp("us", tz="UTC"),
         "cost_usd": pa.decimal128(18, 6),
+        "reused_from_run_id": pa.int64(),
+        "reused_from_answered_at": pa.timestamp("us", tz="UTC"),
     }
     return pa.schema([(c, kinds.get(c, pa.string())) for c in columns])
 

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.llm.client import Attempt
+from budgetq.adapters.store import reuse
 from budgetq.adapters.store.models import Batch, BatchIssue, Issue, LLMCall, Result, Run, RunIssue
 from budgetq.adapters.store.run_issues import set_issue_status
 from budgetq.domain.answers import Answer
@@ -243,6 +244,8 @@ def complete(
     ``split_missing``, after an overflow), whose ids are returned."""
     _fence(session, c, status=BatchStatus.SUCCEEDED.value, lease_token=None, finished_at=func.now())
     if answers:
+        answered = [a.issue_id for a in answers]
+        keys = reuse.keys_of(session, c.run_id, answered)
         rows = [
             {
                 "run_id": c.run_id,
@@ -253,11 +256,13 @@ def complete(
                 "diagnosis": a.diagnosis,
                 "proposed_fix": a.proposed_fix,
                 "confidence": a.confidence,
+                "reuse_key": keys.get(a.issue_id),
             }
             for a in answers
         ]
         session.execute(pg_insert(Result).on_conflict_do_nothing(constraint="results_run_issue_key"), rows)
-        set_issue_status(session, c.run_id, [a.issue_id for a in answers], IssueStatus.ANSWERED, None)
+        reuse.fan_out(session, c.run_id, answered, llm_call_id)  # duplicates in the run take them too
+        set_issue_status(session, c.run_id, answered, IssueStatus.ANSWERED, None)
     if not missing:
         return []
     reason = f"follow-up of batch {c.batch_id}: {len(missing)} ids unanswered"

@@ -31,9 +31,10 @@ _SECTIONS: Mapping[str, str] = {
         "SELECT s.status, s.issues FROM ("
         "SELECT sum(issues_answered)::bigint AS answered, sum(issues_failed)::bigint AS failed, "
         "sum(issues_oversize)::bigint AS oversize, sum(issues_deferred)::bigint AS deferred, "
-        "sum(issues_pending)::bigint AS pending FROM cost_by_run WHERE day >= :since) t, "
-        "LATERAL (VALUES ('answered', t.answered), ('failed', t.failed), ('oversize', t.oversize), "
-        "('deferred', t.deferred), ('pending', t.pending)) AS s(status, issues) "
+        "sum(issues_pending)::bigint AS pending, sum(reused_issues)::bigint AS reused "
+        "FROM cost_by_run WHERE day >= :since) t, "
+        "LATERAL (VALUES ('answered', t.answered), ('reused', t.reused), ('failed', t.failed), "
+        "('oversize', t.oversize), ('deferred', t.deferred), ('pending', t.pending)) AS s(status, issues) "
         "WHERE COALESCE(s.issues, 0) > 0"
     ),
     "diagnoses_by_category": (
@@ -56,14 +57,20 @@ _SECTIONS: Mapping[str, str] = {
     ),
     "latest_runs": (
         "SELECT run_id, day, set_name, kind, status, issues, issues_answered, issues_failed, "
-        "issues_deferred, cost_usd, spend_cap_usd FROM cost_by_run WHERE day >= :since "
+        "issues_deferred, reused_issues, cost_usd, saved_usd, spend_cap_usd FROM cost_by_run "
+        "WHERE day >= :since "
         "ORDER BY run_id DESC LIMIT :limit"
     ),
     # The latest answer per issue, newest issues' answers first: the searchable table.
     "diagnoses": (
         "SELECT * FROM (SELECT DISTINCT ON (res.issue_id) res.run_id, s.name AS set_name, "
         "COALESCE(i.external_id, i.id::text) AS issue, i.priority, res.category, res.confidence, "
-        "res.diagnosis, res.proposed_fix FROM results res JOIN runs r ON r.id = res.run_id "
+        "res.diagnosis, res.proposed_fix, "
+        # A reused answer says which run bought it, and when.
+        "CASE WHEN src.id IS NOT NULL THEN 'run ' || src.run_id || ', ' || "
+        "to_char(src.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') END AS reused_from "
+        "FROM results res JOIN runs r ON r.id = res.run_id "
+        "LEFT JOIN results src ON src.id = res.reused_from_result_id "
         "JOIN issues i ON i.id = res.issue_id JOIN issue_sets s ON s.id = i.set_id "
         "WHERE (r.created_at AT TIME ZONE 'UTC')::date >= :since "
         "ORDER BY res.issue_id, res.id DESC) latest ORDER BY run_id DESC, issue LIMIT :table_limit"

@@ -40,6 +40,9 @@ COLUMNS = (
     "run_id",
     "answered_at",
     "cost_usd",
+    # A reused answer (status reused): the run that bought it, and when.
+    "reused_from_run_id",
+    "reused_from_answered_at",
 )
 FETCH_ROWS = 2000  # rows per round trip: an export of any size streams in constant memory
 
@@ -109,7 +112,8 @@ def _query(present: Mapping[str, str], filters: Filters, *, by_run: bool) -> tup
         params[option] = value
     sql = (
         f"SELECT d.issue_id, d.external_id, {attrs}, d.priority, d.status, d.reason, d.category, "
-        "d.diagnosis, d.proposed_fix, d.confidence, d.run_id, d.answered_at, d.cost_usd "
+        "d.diagnosis, d.proposed_fix, d.confidence, d.run_id, d.answered_at, d.cost_usd, "
+        "d.reused_from_run_id, d.reused_from_answered_at "
         f"FROM {source} d JOIN issues i ON i.id = d.issue_id JOIN runs r ON r.id = d.run_id "
         f"WHERE {' AND '.join(where)} ORDER BY d.priority DESC, d.issue_id"
     )

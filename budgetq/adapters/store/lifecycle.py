@@ -83,7 +83,10 @@ def list_runs(session: Session, set_id: int | None, status: str | None, limit: i
     """The latest ``limit`` runs, newest first, of one set and in one status when given."""
     answered = (
         select(func.count())
-        .where(RunIssue.run_id == Run.id, RunIssue.status == IssueStatus.ANSWERED.value)
+        .where(
+            RunIssue.run_id == Run.id,
+            RunIssue.status.in_((IssueStatus.ANSWERED.value, IssueStatus.REUSED.value)),
+        )
         .scalar_subquery()
     )
     total = select(func.count()).where(RunIssue.run_id == Run.id).scalar_subquery()

@@ -48,6 +48,8 @@ class IssueSet(Base):
     nightly: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     model: Mapped[str | None] = mapped_column(Text)
     api_mode: Mapped[str | None] = mapped_column(String(16))  # sync or batch-api; None: the default
+    # False: every issue of the set is paid for on its own (no answer reuse, no duplicate fan-out).
+    reuse_answers: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     created_at: Mapped[dt.datetime] = created_now()
 
 
@@ -170,13 +172,29 @@ class RunIssue(Base):
     """What became of one issue in one run: answered, failed, oversize or deferred, with a reason."""
 
     __tablename__ = "run_issues"
-    __table_args__ = (Index("run_issues_run_status_idx", "run_id", "status"),)
+    __table_args__ = (
+        Index("run_issues_run_status_idx", "run_id", "status"),
+        CheckConstraint(
+            "status IN ('pending', 'answered', 'failed', 'oversize', 'deferred', 'cancelled', 'reused')",
+            name="run_issues_status_allowed",
+        ),
+        Index(
+            "run_issues_same_as_idx",
+            "run_id",
+            "same_as_issue_id",
+            postgresql_where=text("same_as_issue_id IS NOT NULL"),
+        ),
+    )
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
     priority: Mapped[int] = mapped_column(SmallInteger)
     input_tokens_est: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+    # The issue's reuse key (budgetq.domain.reuse) when the run was planned; copied to its result.
+    reuse_key: Mapped[str | None] = mapped_column(Text)
+    # A duplicate inside the run: never sent, it takes that issue's answer (or fate).
+    same_as_issue_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Result(Base):
@@ -186,17 +204,31 @@ class Result(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "issue_id", name="results_run_issue_key"),
         Index("results_llm_call_idx", "llm_call_id"),
+        Index(
+            "results_reuse_key_idx",
+            "reuse_key",
+            text("created_at DESC"),
+            postgresql_where=text("reuse_key IS NOT NULL AND llm_call_id IS NOT NULL"),
+        ),
+        Index("results_reused_from_idx", "reused_from_result_id"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
-    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
-    llm_call_id: Mapped[int] = mapped_column(ForeignKey("llm_calls.id"))
+    # Both NULL for a reused answer: no batch carried it and no call paid for it.
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    llm_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id"))
     category: Mapped[str] = mapped_column(String(32))
     diagnosis: Mapped[str] = mapped_column(Text)
     proposed_fix: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = created_now()
+    reuse_key: Mapped[str | None] = mapped_column(Text)
+    # A reused answer: the paid result it copies, and what that one cost when it was bought.
+    reused_from_result_id: Mapped[int | None] = mapped_column(
+        ForeignKey("results.id", ondelete="SET NULL", name="results_reused_from_fkey")
+    )
+    saved_usd: Mapped[Decimal | None] = mapped_column(USD)
 
 
 class LLMCall(Base):

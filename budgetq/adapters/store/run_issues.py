@@ -42,12 +42,13 @@ def set_issue_status(
     status: IssueStatus,
     reason: str | None,
 ) -> None:
-    """Set the run's still-pending issues among ``issue_ids`` to ``status`` (with ``reason``)."""
+    """Set the run's still-pending issues among ``issue_ids`` to ``status`` (with ``reason``), and
+    their duplicates inside the run, which share their fate (an answer fans out before this)."""
     session.execute(
         update(RunIssue)
         .where(
             RunIssue.run_id == run_id,
-            RunIssue.issue_id.in_(issue_ids),
+            RunIssue.issue_id.in_(issue_ids) | RunIssue.same_as_issue_id.in_(issue_ids),
             RunIssue.status == IssueStatus.PENDING.value,
         )
         .values(status=status.value, reason=reason)

@@ -131,8 +131,11 @@ def write_plan(
     priorities: Mapping[int, int],
     max_tokens: int,
     api_mode: str = ApiMode.SYNC.value,
+    reuse_keys: Mapping[int, str] | None = None,
 ) -> list[int]:
-    """Write the batches in queue order, their memberships and every issue's status; return batch ids."""
+    """Write the batches in queue order, their memberships and every issue's status (with its reuse key
+    from ``reuse_keys``); return batch ids."""
+    keys = reuse_keys or {}
     batch_rows = [
         {
             "run_id": run_id,
@@ -166,6 +169,7 @@ def write_plan(
             "input_tokens_est": issue_tokens[i],
             "status": IssueStatus.PENDING.value,
             "reason": None,
+            "reuse_key": keys.get(i),
         }
         for b in batches
         for i in b.issue_ids
@@ -178,6 +182,7 @@ def write_plan(
             "input_tokens_est": o.input_tokens,
             "status": status.value,
             "reason": o.reason,
+            "reuse_key": keys.get(o.issue_id),
         }
         for status, group in ((IssueStatus.OVERSIZE, oversize), (IssueStatus.DEFERRED, deferred))
         for o in group

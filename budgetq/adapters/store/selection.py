@@ -36,12 +36,12 @@ def issue_filter(set_id: int, selector: Selector) -> ColumnElement[bool]:
         failed = select(latest.c.issue_id).where(latest.c.status.in_(again))
         return and_(in_set, Issue.id.in_(failed))
     if selector.kind is SelectorKind.UNANSWERED:
-        # Answered by any run, or waiting in a run still going: either way not to be sent again.
+        # Answered (or reused) by any run, or waiting in a run still going: either way not to be sent again.
         # An answer from before the issue's text last changed (a snapshot load) does not count.
         taken = exists().where(
             RunIssue.issue_id == Issue.id,
             RunIssue.run_id > func.coalesce(Issue.due_after_run, 0),
-            (RunIssue.status == IssueStatus.ANSWERED.value)
+            RunIssue.status.in_((IssueStatus.ANSWERED.value, IssueStatus.REUSED.value))
             | (
                 (RunIssue.status == IssueStatus.PENDING.value)
                 & RunIssue.run_id.in_(select(Run.id).where(Run.status == RunStatus.RUNNING.value))
