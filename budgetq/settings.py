@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -127,6 +128,39 @@ class Settings(BaseSettings):
     message_batch_max_bytes: int = Field(default=256_000_000, ge=1, le=256_000_000)
     # A submission whose create call is not confirmed by then is abandoned and its batches queued again.
     message_batch_submit_lease_s: float = Field(default=600.0, gt=0)
+
+    # Notifications (docs/operations.md, "Notifications"): one or more webhook targets, separated by commas
+    # or spaces. A Slack incoming webhook (https://hooks.slack.com/..., or slack+https://... for any
+    # Slack-compatible one) gets {"text"}; any other http(s) URL (or json+https://...) the event as JSON.
+    # The URLs are secrets: never logged, never stored, never printed.
+    notify_urls: SecretStr | None = None
+    notify_timeout_s: float = Field(default=10.0, gt=0)  # one HTTP try, connect to last byte
+    notify_poll_s: float = Field(default=10.0, gt=0)  # how often the beat sends the delivery task
+    notify_max_attempts: int = Field(default=8, ge=1)
+    notify_retry_base_s: float = Field(default=5.0, gt=0)  # doubling, with full jitter
+    notify_retry_max_s: float = Field(default=600.0, gt=0)
+    # A notification not delivered within this long of its event is dropped (a stale flood helps nobody).
+    notify_max_age_s: float = Field(default=86_400.0, gt=0)
+    # A nightly set whose run has not started this long after the cron fired is reported, once a night.
+    nightly_start_window_s: float = Field(default=3_600.0, gt=0)
+
+    @field_validator("notify_urls")
+    @classmethod
+    def _notify_urls_are_urls(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so every entry point refuses a bad target at start; the message names the target's
+        # position, never its text (it may be a secret written slightly wrong).
+        if value is None:
+            return None
+        urls = value.get_secret_value().replace(",", " ").split()
+        for n, url in enumerate(urls, start=1):
+            bare = url.split("+", 1)[1] if url.startswith(("slack+", "json+")) else url
+            parsed = urlsplit(bare)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(
+                    f"target {n} of {len(urls)} is not an http(s) URL; write e.g. "
+                    "https://hooks.slack.com/services/..., slack+https://host/path or json+https://host/path"
+                )
+        return value
 
     @field_validator("*", mode="before")
     @classmethod

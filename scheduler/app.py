@@ -14,10 +14,14 @@ from celery import Celery
 from budgetq.adapters.observability import signals as observability
 from budgetq.adapters.queue.celery_app import LLM_QUEUE, SCHEDULER_QUEUE, make_celery
 from budgetq.settings import Settings
-from scheduler import beat, reaper, tasks
+from scheduler import beat, notifications, reaper, tasks
 
 # Add a module's register(app, settings) here to put its tasks on the scheduler (one line per module).
-REGISTRARS: tuple[Callable[[Celery, Settings], None], ...] = (tasks.register, reaper.register)
+REGISTRARS: tuple[Callable[[Celery, Settings], None], ...] = (
+    tasks.register,
+    reaper.register,
+    notifications.register,
+)
 
 
 def create_app(settings: Settings) -> Celery:

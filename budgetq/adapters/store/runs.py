@@ -11,6 +11,7 @@ from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from budgetq.adapters.store import outbox
 from budgetq.adapters.store.models import Batch, BatchIssue, Issue, LLMCall, Result, Run, RunIssue
 from budgetq.domain.packing import Oversize, PlannedBatch
 from budgetq.domain.statuses import ApiMode, BatchStatus, IssueStatus, RunStatus
@@ -222,6 +223,10 @@ def finish_if_done(session: Session, run_id: int) -> str | None:
         )
         .returning(Run.status)
     )
+    if final is not None:
+        outbox.record_run_end(
+            session, run_id
+        )  # in this transaction: the end and its notification, or neither
     return final
 
 

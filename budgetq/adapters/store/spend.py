@@ -24,6 +24,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from budgetq.adapters.store import outbox
 from budgetq.adapters.store import spend_caps as caps
 from budgetq.adapters.store.models import DailySpend, Run, SpendReservation
 from budgetq.domain.spend import (
@@ -210,6 +211,7 @@ def settle(session: Session, r: Reservation, actual: Decimal, *, from_unknown: b
     if not _close(session, r, ReservationStatus.SETTLED, actual, from_unknown=from_unknown):
         return False
     _move(session, r, reserved=-r.amount, spent=actual)
+    outbox.record_spend(session, r.run_id, r.day)  # the 50/80/95/100% alerts, each once
     return True
 
 
