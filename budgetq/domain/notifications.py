@@ -115,10 +115,11 @@ def text_of(kind: str, payload: Mapping[str, object]) -> str:
         lines.append(f"results: {payload['results_command']}")
         return "\n".join(lines)
     if kind == EventKind.SPEND_THRESHOLD:
-        return (
+        line = (
             f"budgetq: spend of {payload['scope']} reached {payload['threshold']}% of its cap: "
             f"${payload['spent_usd']} of ${payload['cap_usd']}"
         )
+        return f"{line} ({payload['reason']})" if payload.get("reason") else line
     if kind == EventKind.NIGHTLY_MISSED:
         return (
             f"budgetq: nightly set {payload['set']} has no run for {payload['night']}: the schedule fired at "

@@ -1,11 +1,17 @@
 """Writing notifications into the outbox, inside the transaction of the event they tell of: a run's
 end, a spend threshold crossed, a nightly run that did not start. Each is one row per ``dedupe_key``
 (``ON CONFLICT DO NOTHING``), so an event recorded twice is told once; each call costs O(1) rows,
-except a run's end, which sums the run once."""
+except a run's end, which sums the run once.
+
+The writes that ride in a worker's transaction run in a savepoint: should one fail, it is logged and
+rolled back alone, and the run's own writes commit (a notification must never fail a run)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -15,7 +21,26 @@ from sqlalchemy.orm import Session
 from budgetq.adapters.store import spend_caps as caps
 from budgetq.adapters.store.models import DailySpend, Issue, IssueSet, LLMCall, Result, Run, RunIssue
 from budgetq.adapters.store.notification_models import Notification
-from budgetq.domain.notifications import TOP, EventKind, RunSummary, crossed, dedupe_key, event_kind_of_end
+from budgetq.domain.notifications import (
+    THRESHOLDS,
+    TOP,
+    EventKind,
+    RunSummary,
+    crossed,
+    dedupe_key,
+    event_kind_of_end,
+)
+
+log = logging.getLogger("budgetq.notify")
+
+
+@contextmanager
+def _never_fails(session: Session, what: str) -> Iterator[None]:
+    try:
+        with session.begin_nested():
+            yield
+    except Exception:  # noqa: BLE001 - a lost notification is logged; a failed run would cost far more
+        log.exception("the notification of %s was not recorded", what)
 
 
 def _record(
@@ -76,9 +101,10 @@ def run_summary(session: Session, run_id: int) -> RunSummary:
 
 def record_run_end(session: Session, run_id: int) -> None:
     """The run just reached its final status (succeeded, failed, stopped or cancelled): one notification."""
-    summary = run_summary(session, run_id)
-    kind = event_kind_of_end(summary.status)
-    _record(session, kind, dedupe_key(EventKind.RUN_ENDED, run_id), summary.to_json(), run_id)
+    with _never_fails(session, f"run {run_id}'s end"):
+        summary = run_summary(session, run_id)
+        kind = event_kind_of_end(summary.status)
+        _record(session, kind, dedupe_key(EventKind.RUN_ENDED, run_id), summary.to_json(), run_id)
 
 
 def _thresholds(
@@ -89,17 +115,23 @@ def _thresholds(
     cap: Decimal | None,
     reached: tuple[int, ...],
     run_id: int,
+    reason: str | None = None,
 ) -> None:
+    payload: dict[str, object] = {"scope": scope, "spent_usd": str(spent), "cap_usd": str(cap)}
+    if reason is not None:
+        payload["reason"] = reason
     rows = [
         {
             "kind": EventKind.SPEND_THRESHOLD.value,
             "dedupe_key": dedupe_key(EventKind.SPEND_THRESHOLD, key, t),
             "run_id": run_id,
-            "payload": {"scope": scope, "threshold": t, "spent_usd": str(spent), "cap_usd": str(cap)},
+            "payload": {**payload, "threshold": t},
         }
         for t in reached
     ]
-    if rows:
+    if not rows:
+        return  # the common case after a settlement: no savepoint, no round trip
+    with _never_fails(session, f"{scope}'s spend alerts"):
         session.execute(
             pg_insert(Notification).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
         )
@@ -134,20 +166,23 @@ def record_spend(session: Session, run_id: int, day: dt.date) -> None:
 
 
 def record_cap_reached(session: Session, run_id: int, daily_cap: Decimal | None) -> None:
-    """A cap refused an attempt it can never cover and the run stops: the 100% alert of the binding cap
-    (the one with less room left), unless it was told already."""
-    run_state = caps.run_cap(session, run_id)
-    day = caps.today(session)
-    day_state = caps.day_cap(session, day, daily_cap)
-    candidates = [
-        (state.cap - state.committed, state, key)
-        for state, key in ((run_state, f"run:{run_id}"), (day_state, f"day:{day.isoformat()}"))
-        if state.cap is not None
-    ]
-    if not candidates:
-        return
-    _, state, key = min(candidates, key=lambda c: c[0])
-    _thresholds(session, state.scope, key, state.spent, state.cap, (100,), run_id)
+    """A cap refused an attempt it can never cover and the run stops: the cap is reached, so the 100%
+    alert of the binding cap (the one with less room left) goes out, with any lower threshold the
+    refusal came before (a call's worst case can be more than 5% of a cap); each unless told already."""
+    with _never_fails(session, f"run {run_id}'s cap reached"):
+        run_state = caps.run_cap(session, run_id)
+        day = caps.today(session)
+        day_state = caps.day_cap(session, day, daily_cap)
+        candidates = [
+            (state.cap - state.committed, state, key)
+            for state, key in ((run_state, f"run:{run_id}"), (day_state, f"day:{day.isoformat()}"))
+            if state.cap is not None
+        ]
+        if not candidates:
+            return
+        _, state, key = min(candidates, key=lambda c: c[0])
+        reason = "its room cannot cover the next call's worst case: the run stops"
+        _thresholds(session, state.scope, key, state.spent, state.cap, THRESHOLDS, run_id, reason)
 
 
 def record_nightly_missed(
