@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """budgetq's settings; build one with ``Settings()`` at an entry point and pass it down."""
 
-    model_config = SettingsConfigDict(env_prefix="BUDGETQ_", extra="ignore")
+    # Refused values stay out of the error's text (a key or a webhook URL is a secret); errors() keeps them.
+    model_config = SettingsConfigDict(env_prefix="BUDGETQ_", extra="ignore", hide_input_in_errors=True)
 
     # Where state lives. Unset means: the demo starts embedded servers under data_dir.
     database_url: str | None = None
@@ -175,3 +176,15 @@ class Settings(BaseSettings):
         if self.mode:
             return self.mode
         return "live" if self.anthropic_api_key is not None else "standin"
+
+
+def read_or_exit() -> Settings:
+    """Settings from the environment for a worker or scheduler process; a refused setting ends the
+    process with one ``error:`` line naming the variable (never its value), not a traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"BUDGETQ_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise SystemExit(f"error: bad setting {reasons}") from None

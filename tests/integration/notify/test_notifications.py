@@ -4,6 +4,8 @@ spend threshold, through a receiver that fails three times, one that hangs, and 
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -12,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from budgetq.adapters.queue.celery_app import make_celery
+from budgetq.adapters.notify.targets import parse_targets
+from budgetq.adapters.queue.celery_app import DELIVER_NOTIFICATIONS, make_celery
+from budgetq.adapters.store import outbox
 from budgetq.adapters.store.engine import make_engine, make_sessions, transaction
+from budgetq.services.notifying import deliver_due
 from budgetq.services.planning import enqueue, plan_run
 from budgetq.settings import Settings
 from tests.integration.notify.receiver import Received, Receiver
@@ -184,3 +190,112 @@ def test_spend_alerts_go_out_once_per_threshold_of_the_runs_and_the_days_cap(
         )
     finally:
         engine.dispose()
+
+
+def _events(sessions: sessionmaker[Session], n: int) -> list[int]:
+    """``n`` notifications in the outbox (missed nights of made-up sets), as the watch writes them."""
+    stamp = dt.datetime.now(dt.UTC)
+    ids = []
+    with transaction(sessions) as session:
+        for i in range(n):
+            set_id = -int(uuid.uuid4().int % 10**9) - i  # no such set: the row only needs a unique key
+            assert outbox.record_nightly_missed(session, set_id, f"set{set_id}", stamp.date(), stamp, 60)
+        ids = list(session.scalars(text("SELECT id FROM notifications ORDER BY id DESC LIMIT :n"), {"n": n}))
+    return sorted(ids)
+
+
+def _answered_ids(receiver: Receiver, path: str) -> list[int]:
+    return sorted(r.body["id"] for r in receiver.answered(path))
+
+
+@pytest.mark.timeout(300)
+def test_a_target_failing_three_times_then_answering_gets_each_message_once_and_a_hang_holds_up_nothing(
+    sessions: sessionmaker[Session],
+    test_settings: Settings,
+    start_worker: Callable[..., Any],
+    start_scheduler: Callable[..., Any],
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    # Given a target that answers 500 three times before it works, and one that hangs twice (past the
+    # 1 s timeout) before it works
+    receiver.script["/flaky"] = [500, 500, 500]
+    receiver.script["/hang"] = [("hang", 3.0), ("hang", 3.0)]
+    urls = f"json+{receiver.url('/flaky')} json+{receiver.url('/hang')}"
+    start_worker(concurrency=2)
+    start_scheduler(BUDGETQ_NOTIFY_URLS=urls, **FAST)
+    set_id = make_seed_set(sessions, f"notify-flaky-{uuid.uuid4().hex[:8]}", 60)
+    settings = test_settings.model_copy(update={"max_issues_per_call": 20})
+
+    # When a run ends while both misbehave
+    started = time.monotonic()
+    planned, progress = run_on_workers(sessions, settings, set_id)
+    took = time.monotonic() - started
+    run_id = planned.run_id
+    assert run_id is not None
+
+    # Then the run was not held up: it ended before the hanging target had answered anything
+    assert progress.status == "succeeded", progress
+    assert not receiver.answered("/hang"), (took, receiver.requests("/hang"))
+    # And each target gets the run's end exactly once, after its failures (three 500s; two timeouts)
+    log = tmp_path / "scheduler-0.log"
+    _wait_for(lambda: bool(_of_run(receiver.answered("/flaky"), run_id)), "the flaky target's 200", log=log)
+    _wait_for(lambda: bool(_of_run(receiver.answered("/hang"), run_id)), "the hanging target's 200", log=log)
+    time.sleep(3)
+    flaky = _of_run(receiver.requests("/flaky"), run_id)
+    assert [r.status for r in flaky] == [500, 500, 500, 200], flaky
+    hang = _of_run(receiver.requests("/hang"), run_id)
+    # (a hung request is logged when its handler wakes, after the client gave up: so after the 200)
+    assert sorted(r.status or 0 for r in hang) == [0, 0, 200], hang
+    # And the outbox says so: sent, at the fourth and the third try, the last error kept
+    rows = sorted(_deliveries(sessions, run_id), key=lambda r: r.attempts)
+    assert [(r.status, r.attempts) for r in rows] == [("sent", 3), ("sent", 4)], rows
+    # And the scheduler's log names the targets in their redacted form only
+    text_log = log.read_text()
+    assert "answered HTTP 500" in text_log and "no answer within 1 s" in text_log
+    assert "/flaky" not in text_log and "/hang" not in text_log
+
+
+@pytest.mark.timeout(300)
+def test_a_redelivered_delivery_task_does_not_double_a_message(
+    sessions: sessionmaker[Session],
+    test_settings: Settings,
+    start_scheduler: Callable[..., Any],
+    receiver: Receiver,
+    tmp_path: Path,
+    broker_url: str,
+) -> None:
+    # Given ten notifications in the outbox and a scheduler process without a beat of its own
+    # (BUDGETQ_NOTIFY_POLL_S far away), its target slow to answer (0.3 s a message)
+    ids = _events(sessions, 10)
+    receiver.script["/slow"] = []
+    urls = f"json+{receiver.url('/slow')}"
+    start_scheduler(BUDGETQ_NOTIFY_URLS=urls, BUDGETQ_NOTIFY_POLL_S="3600")
+    targets = parse_targets(SecretStr(urls))
+    settings = test_settings.model_copy(update={"notify_poll_s": 5.0, "notify_timeout_s": 5.0})
+    original = receiver.server.RequestHandlerClass.do_POST  # type: ignore[union-attr,attr-defined]
+
+    def slow(handler: Any) -> None:
+        time.sleep(0.3)
+        original(handler)
+
+    receiver.server.RequestHandlerClass.do_POST = slow  # type: ignore[union-attr,attr-defined]
+
+    # When the delivery task is delivered five times at once to the scheduler (two threads), and this
+    # process runs two more passes at the same time
+    sender = make_celery(settings, broker_url)
+    for _ in range(5):
+        sender.send_task(DELIVER_NOTIFICATIONS)
+    passes = [threading.Thread(target=deliver_due, args=(sessions, settings, targets)) for _ in range(2)]
+    for p in passes:
+        p.start()
+    for p in passes:
+        p.join(60)
+
+    # Then every notification reached the target exactly once
+    log = tmp_path / "scheduler-0.log"
+    _wait_for(lambda: set(ids) <= set(_answered_ids(receiver, "/slow")), "all ten messages", log=log)
+    time.sleep(2)
+    mine = [i for i in _answered_ids(receiver, "/slow") if i in ids]
+    assert mine == ids, mine
+    assert len(receiver.requests("/slow")) == len(receiver.answered("/slow"))
