@@ -4,6 +4,7 @@ nobody listens on (each try logged in redacted form, retried, then given up; nev
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import socket
@@ -116,3 +117,29 @@ def test_a_target_nobody_listens_on_is_retried_logged_redacted_and_given_up(
             {"n": notification},
         ).one()
     assert (row.status, row.attempts) == ("failed", 2) and SECRET not in (row.last_error or "")
+
+
+def test_budgetq_notifications_lists_the_outbox_with_targets_redacted(
+    run_budgetq: Budgetq, database_url: str, sessions: sessionmaker[Session]
+) -> None:
+    # Given a notification delivered once to a target that failed
+    stamp = dt.datetime.now(dt.UTC)
+    with transaction(sessions) as session:
+        assert outbox.record_nightly_missed(
+            session, -int(uuid.uuid4().int % 10**9), "listed", stamp.date(), stamp, 60
+        )
+    url = f"json+http://127.0.0.1:{_closed_port()}/hooks/{SECRET}"
+    settings = Settings(database_url="unused", notify_max_attempts=1)
+    deliver_due(sessions, settings, parse_targets(SecretStr(url)))
+
+    # When the outbox is listed with the same setting
+    listed = run_budgetq(
+        "notifications", "--json", BUDGETQ_DATABASE_URL=database_url, BUDGETQ_NOTIFY_URLS=url
+    )
+
+    # Then the delivery shows, failed, with its target's redacted name and never its URL
+    assert listed.code == 0, listed
+    rows = [r for r in map(json.loads, listed.stdout.splitlines()) if r["kind"] == "nightly_missed"]
+    failed = [r for r in rows if r["status"] == "failed" and r["target"].startswith("json http://127.0.0.1:")]
+    assert failed and "could not reach it" in failed[0]["last_error"], rows
+    assert SECRET not in listed.stdout
