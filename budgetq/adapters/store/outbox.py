@@ -4,7 +4,9 @@ end, a spend threshold crossed, a nightly run that did not start. Each is one ro
 except a run's end, which sums the run once.
 
 The writes that ride in a worker's transaction run in a savepoint: should one fail, it is logged and
-rolled back alone, and the run's own writes commit (a notification must never fail a run)."""
+rolled back alone, and the run's own writes commit (a notification must never fail a run). A lost
+connection is the exception: it fails the transaction as it would have anyway, so the caller's retry
+writes the event and its notification together."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.store import spend_caps as caps
@@ -34,12 +37,23 @@ from budgetq.domain.notifications import (
 log = logging.getLogger("budgetq.notify")
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
 @contextmanager
 def _never_fails(session: Session, what: str) -> Iterator[None]:
     try:
         with session.begin_nested():
             yield
-    except Exception:  # noqa: BLE001 - a lost notification is logged; a failed run would cost far more
+    except Exception as exc:
+        # A lost connection fails the whole transaction anyway: let the caller retry all of it (the
+        # worker's durable writes do), notification included, rather than commit the event without it.
+        if _connection_lost(exc):
+            raise
+        # Anything else (a bug, a constraint) loses this notification, logged, never the run's writes.
         log.exception("the notification of %s was not recorded", what)
 
 
