@@ -1,4 +1,5 @@
-"""Fixtures of the notification tests: a webhook receiver, and a real scheduler process with its beat."""
+"""Fixtures of the notification tests: a database of each test's own (the outbox of other tests' runs
+would reach this test's receiver), a webhook receiver, and a real scheduler process with its beat."""
 
 from __future__ import annotations
 
@@ -9,9 +10,32 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.processes import local_workers as processes
+from budgetq.adapters.store.engine import make_engine, make_sessions
 from tests.integration.notify.receiver import Receiver, serve
+
+
+@pytest.fixture
+def database_url(fresh_database: Callable[[], str]) -> str:
+    """A migrated database for this test alone: its outbox holds only this test's notifications."""
+    return fresh_database()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on this test's database."""
+    eng = make_engine(database_url, pool_size=5)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    """A session factory on this test's database."""
+    return make_sessions(engine)
 
 
 @pytest.fixture

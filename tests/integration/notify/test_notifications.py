@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from budgetq.adapters.notify.targets import parse_targets
 from budgetq.adapters.queue.celery_app import DELIVER_NOTIFICATIONS, make_celery
 from budgetq.adapters.store import outbox
-from budgetq.adapters.store.engine import make_engine, make_sessions, transaction
+from budgetq.adapters.store.engine import transaction
 from budgetq.services.notifying import deliver_due
 from budgetq.services.planning import enqueue, plan_run
 from budgetq.settings import Settings
@@ -116,7 +116,7 @@ def test_a_run_sends_one_run_ended_message_per_target_with_its_counts_and_cost(
 
 @pytest.mark.timeout(300)
 def test_spend_alerts_go_out_once_per_threshold_of_the_runs_and_the_days_cap(
-    fresh_database: Callable[[], str],
+    sessions: sessionmaker[Session],
     test_settings: Settings,
     start_worker: Callable[..., Any],
     start_scheduler: Callable[..., Any],
@@ -125,17 +125,8 @@ def test_spend_alerts_go_out_once_per_threshold_of_the_runs_and_the_days_cap(
 ) -> None:
     # Given a database of its own (the day's spend starts at zero), small calls (2 issues each, so one
     # call's worst case is a few percent of the caps), a day's cap on the worker and a run's cap
-    url = fresh_database()
-    engine = make_engine(url)
-    sessions = make_sessions(engine)
-    small = {
-        "BUDGETQ_DATABASE_URL": url,
-        "BUDGETQ_MAX_ISSUES_PER_CALL": "2",
-        "BUDGETQ_MAX_TOKENS_PER_CALL": "400",
-    }
-    settings = test_settings.model_copy(
-        update={"database_url": url, "max_issues_per_call": 2, "max_tokens_per_call": 400}
-    )
+    small = {"BUDGETQ_MAX_ISSUES_PER_CALL": "2", "BUDGETQ_MAX_TOKENS_PER_CALL": "400"}
+    settings = test_settings.model_copy(update={"max_issues_per_call": 2, "max_tokens_per_call": 400})
     set_id = make_seed_set(sessions, f"notify-cap-{uuid.uuid4().hex[:8]}", 120)
     full = plan_run(sessions, settings, set_id, kind="manual", dry_run=True).forecast
     assert full is not None
@@ -145,51 +136,42 @@ def test_spend_alerts_go_out_once_per_threshold_of_the_runs_and_the_days_cap(
 
     # When a run capped at 60% of the set's forecast (planning defers the rest) ends, and a second run of
     # the whole set then spends the day up to its cap
-    try:
-        first = plan_run(
-            sessions, settings, set_id, kind="manual", spend_cap_usd=full.cost_usd * Decimal("0.6")
-        )
-        sender = make_celery(settings, settings.redis_url or "")
-        assert first.run_id is not None
-        enqueue(sender, sessions, first.batch_ids)
-        ended = wait_for_run(sessions, first.run_id)
-        second = plan_run(sessions, settings, set_id, kind="manual")
-        assert second.run_id is not None
-        enqueue(sender, sessions, second.batch_ids)
-        stopped = wait_for_run(sessions, second.run_id)
+    first = plan_run(sessions, settings, set_id, kind="manual", spend_cap_usd=full.cost_usd * Decimal("0.6"))
+    sender = make_celery(settings, settings.redis_url or "")
+    assert first.run_id is not None
+    enqueue(sender, sessions, first.batch_ids)
+    ended = wait_for_run(sessions, first.run_id)
+    second = plan_run(sessions, settings, set_id, kind="manual")
+    assert second.run_id is not None
+    enqueue(sender, sessions, second.batch_ids)
+    stopped = wait_for_run(sessions, second.run_id)
 
-        # Then the second run was stopped by the day's cap, which sent 50, 80, 95 and 100% once each
-        assert stopped.status == "stopped", stopped
-        log = tmp_path / "scheduler-0.log"
+    # Then the second run was stopped by the day's cap, which sent 50, 80, 95 and 100% once each
+    assert stopped.status == "stopped", stopped
+    log = tmp_path / "scheduler-0.log"
 
-        def alerts() -> list[dict[str, Any]]:
-            return [r.body for r in receiver.requests("/json") if r.body["event"] == "spend_threshold"]
+    def alerts() -> list[dict[str, Any]]:
+        return [r.body for r in receiver.requests("/json") if r.body["event"] == "spend_threshold"]
 
-        def of(scope: str) -> list[int]:
-            return sorted(a["threshold"] for a in alerts() if a["scope"] == scope)
+    def of(scope: str) -> list[int]:
+        return sorted(a["threshold"] for a in alerts() if a["scope"] == scope)
 
-        day = f"day {time.strftime('%Y-%m-%d', time.gmtime())}"
-        with transaction(sessions) as session:
-            told = session.execute(text("SELECT kind, payload FROM notifications ORDER BY id")).all()
-        _wait_for(lambda: of(day) == [50, 80, 95, 100], f"the day's four alerts: {told} {stopped}", log=log)
-        # And the first run's cap sent each threshold its final spend reached, once
-        reached = [t for t in (50, 80, 95, 100) if ended.cost_usd * 100 >= ended.spend_cap_usd * t]  # type: ignore[operator]
-        assert 50 in reached, ended
-        _wait_for(lambda: of(f"run {first.run_id}") == reached, "the first run's alerts", log=log)
-        # And each run's end was told once: stopped with the cap's reason, succeeded with its deferrals
-        _wait_for(
-            lambda: len([r for r in receiver.requests("/json") if r.body["event"] != "spend_threshold"]) == 2,
-            "two run ends",
-        )
-        time.sleep(2)
-        assert of(day) == [50, 80, 95, 100] and of(f"run {first.run_id}") == reached
-        stop = _of_run(receiver.requests("/json"), second.run_id, "run_stopped")
-        assert len(stop) == 1 and "spend cap reached" in stop[0].body["reason"], stop
-        assert (
-            _of_run(receiver.requests("/json"), first.run_id, "run_ended")[0].body["counts"] == ended.issues
-        )
-    finally:
-        engine.dispose()
+    day = f"day {time.strftime('%Y-%m-%d', time.gmtime())}"
+    _wait_for(lambda: of(day) == [50, 80, 95, 100], f"the day's four alerts after {stopped}", log=log)
+    # And the first run's cap sent each threshold its final spend reached, once
+    reached = [t for t in (50, 80, 95, 100) if ended.cost_usd * 100 >= ended.spend_cap_usd * t]  # type: ignore[operator]
+    assert 50 in reached, ended
+    _wait_for(lambda: of(f"run {first.run_id}") == reached, "the first run's alerts", log=log)
+    # And each run's end was told once: stopped with the cap's reason, succeeded with its deferrals
+    _wait_for(
+        lambda: len([r for r in receiver.requests("/json") if r.body["event"] != "spend_threshold"]) == 2,
+        "two run ends",
+    )
+    time.sleep(2)
+    assert of(day) == [50, 80, 95, 100] and of(f"run {first.run_id}") == reached
+    stop = _of_run(receiver.requests("/json"), second.run_id, "run_stopped")
+    assert len(stop) == 1 and "spend cap reached" in stop[0].body["reason"], stop
+    assert _of_run(receiver.requests("/json"), first.run_id, "run_ended")[0].body["counts"] == ended.issues
 
 
 def _events(sessions: sessionmaker[Session], n: int) -> list[int]:
