@@ -10,15 +10,17 @@ import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """budgetq's settings; build one with ``Settings()`` at an entry point and pass it down."""
 
-    model_config = SettingsConfigDict(env_prefix="BUDGETQ_", extra="ignore")
+    # Refused values stay out of the error's text (a key or a webhook URL is a secret); errors() keeps them.
+    model_config = SettingsConfigDict(env_prefix="BUDGETQ_", extra="ignore", hide_input_in_errors=True)
 
     # Where state lives. Unset means: the demo starts embedded servers under data_dir.
     database_url: str | None = None
@@ -137,6 +139,39 @@ class Settings(BaseSettings):
     # A submission whose create call is not confirmed by then is abandoned and its batches queued again.
     message_batch_submit_lease_s: float = Field(default=600.0, gt=0)
 
+    # Notifications (docs/operations.md, "Notifications"): one or more webhook targets, separated by commas
+    # or spaces. A Slack incoming webhook (https://hooks.slack.com/..., or slack+https://... for any
+    # Slack-compatible one) gets {"text"}; any other http(s) URL (or json+https://...) the event as JSON.
+    # The URLs are secrets: never logged, never stored, never printed.
+    notify_urls: SecretStr | None = None
+    notify_timeout_s: float = Field(default=10.0, gt=0)  # one HTTP try, connect to last byte
+    notify_poll_s: float = Field(default=10.0, gt=0)  # how often the beat sends the delivery task
+    notify_max_attempts: int = Field(default=8, ge=1)
+    notify_retry_base_s: float = Field(default=5.0, gt=0)  # doubling, with full jitter
+    notify_retry_max_s: float = Field(default=600.0, gt=0)
+    # A notification not delivered within this long of its event is dropped (a stale flood helps nobody).
+    notify_max_age_s: float = Field(default=86_400.0, gt=0)
+    # A nightly set whose run has not started this long after the cron fired is reported, once a night.
+    nightly_start_window_s: float = Field(default=3_600.0, gt=0)
+
+    @field_validator("notify_urls")
+    @classmethod
+    def _notify_urls_are_urls(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so every entry point refuses a bad target at start; the message names the target's
+        # position, never its text (it may be a secret written slightly wrong).
+        if value is None:
+            return None
+        urls = value.get_secret_value().replace(",", " ").split()
+        for n, url in enumerate(urls, start=1):
+            bare = url.split("+", 1)[1] if url.startswith(("slack+", "json+")) else url
+            parsed = urlsplit(bare)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(
+                    f"target {n} of {len(urls)} is not an http(s) URL; write e.g. "
+                    "https://hooks.slack.com/services/..., slack+https://host/path or json+https://host/path"
+                )
+        return value
+
     @field_validator("*", mode="before")
     @classmethod
     def _ascii_digits(cls, value: object) -> object:
@@ -150,3 +185,15 @@ class Settings(BaseSettings):
         if self.mode:
             return self.mode
         return "live" if self.anthropic_api_key is not None else "standin"
+
+
+def read_or_exit() -> Settings:
+    """Settings from the environment for a worker or scheduler process; a refused setting ends the
+    process with one ``error:`` line naming the variable (never its value), not a traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"BUDGETQ_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise SystemExit(f"error: bad setting {reasons}") from None

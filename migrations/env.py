@@ -5,7 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from budgetq.adapters.store import message_batch_models  # noqa: F401 - its tables join Base.metadata
+from budgetq.adapters.store import (
+    message_batch_models,  # noqa: F401 - its tables join Base.metadata
+    notification_models,  # noqa: F401 - its tables join Base.metadata
+)
 from budgetq.adapters.store.engine import sqlalchemy_url
 from budgetq.adapters.store.models import Base
 from budgetq.settings import Settings

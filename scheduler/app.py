@@ -13,11 +13,15 @@ from celery import Celery
 
 from budgetq.adapters.observability import signals as observability
 from budgetq.adapters.queue.celery_app import LLM_QUEUE, SCHEDULER_QUEUE, make_celery
-from budgetq.settings import Settings
-from scheduler import beat, reaper, tasks
+from budgetq.settings import Settings, read_or_exit
+from scheduler import beat, notifications, reaper, tasks
 
 # Add a module's register(app, settings) here to put its tasks on the scheduler (one line per module).
-REGISTRARS: tuple[Callable[[Celery, Settings], None], ...] = (tasks.register, reaper.register)
+REGISTRARS: tuple[Callable[[Celery, Settings], None], ...] = (
+    tasks.register,
+    reaper.register,
+    notifications.register,
+)
 
 
 def create_app(settings: Settings) -> Celery:
@@ -33,6 +37,6 @@ def create_app(settings: Settings) -> Celery:
 
 # Celery's -A loads a module attribute: this module is the scheduler's entry point, where its settings
 # are read from the environment.
-settings = Settings()
+settings = read_or_exit()
 app = create_app(settings)
 observability.install(settings, queues=(LLM_QUEUE, SCHEDULER_QUEUE))

@@ -10,7 +10,7 @@ from celery import Celery
 
 from budgetq.adapters.observability import signals as observability
 from budgetq.adapters.queue.celery_app import LLM_QUEUE, make_celery
-from budgetq.settings import Settings
+from budgetq.settings import Settings, read_or_exit
 from worker import tasks
 
 
@@ -23,6 +23,6 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-settings = Settings()
+settings = read_or_exit()
 app = create_app(settings)
 observability.install(settings, queues=(LLM_QUEUE,))

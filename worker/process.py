@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from budgetq.adapters.llm.client import Attempt, LLMCallResult
 from budgetq.adapters.observability.metrics import observe_lease_expiry
 from budgetq.adapters.store import batches as store
-from budgetq.adapters.store import lifecycle, recovery, run_issues
+from budgetq.adapters.store import lifecycle, outbox, recovery, run_issues
 from budgetq.adapters.store.engine import transaction
 from budgetq.domain.settle import Outcome, judge
 from budgetq.errors import (
@@ -209,6 +209,7 @@ class BatchProcessor:
         the reason (calls already in flight finish and are recorded)."""
         with transaction(self.resources.sessions) as session:
             store.fail(session, claim, reason)
+            outbox.record_cap_reached(session, claim.run_id, self.settings.daily_spend_cap_usd)
             run_issues.stop_run(session, claim.run_id, reason)
         log.error("run %s stopped: %s", claim.run_id, reason)
         return Outcome.RUN_STOPPED

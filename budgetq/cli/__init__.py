@@ -21,7 +21,17 @@ def main() -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
     from typer.exceptions import Abort
 
-    from budgetq.cli import db, demo, lifecycle, load, report, report_html, results, runs  # noqa: F401 - registers
+    from budgetq.cli import (  # noqa: F401 - registers
+        db,
+        demo,
+        lifecycle,
+        load,
+        notifications,
+        report,
+        report_html,
+        results,
+        runs,
+    )
     from budgetq.cli.environment import fail_line, outage_line, settings_line, usage_line
 
     # SIGTERM ends the command as Ctrl-C does: through every `finally`, so embedded servers, the stand-in

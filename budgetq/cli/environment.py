@@ -184,6 +184,8 @@ def settings_line(exc: Any) -> str:
         alias = Settings.model_fields[field].validation_alias if field in Settings.model_fields else None
         variable = "ANTHROPIC_" + field[len("anthropic_") :].upper() if alias else f"BUDGETQ_{field.upper()}"
         value = error.get("input")
-        shown = "" if field == "anthropic_api_key" or isinstance(value, dict) else f"={value!r}"
+        shown = (
+            "" if field in ("anthropic_api_key", "notify_urls") or isinstance(value, dict) else f"={value!r}"
+        )
         parts.append(f"{variable}{shown}: {error['msg']}")
     return "bad setting " + "; ".join(parts)

@@ -2,8 +2,8 @@
 
 By default the latest answer (else the latest status) of every issue of SET across its runs, from the
 ``latest_diagnoses`` view; ``--run N`` gives every issue of one run instead. Exit codes: 0 rows were
-written; 1 nothing matched (one ``error:`` line); 2 bad input: an unknown set or run, a malformed or
-unavailable filter, an unwritable ``-o`` path, or Parquet without ``-o``.
+written; 1 nothing matched (one ``error:`` line); 2 bad input: an unknown set or run, a malformed
+filter, an unwritable ``-o`` path, or Parquet without ``-o``.
 """
 
 from __future__ import annotations

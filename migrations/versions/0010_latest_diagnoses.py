@@ -6,10 +6,8 @@ the latest run that answered it, else the latest run that covered it (its status
 what `budgetq results` reads, and what BI tools and dbt models join to their data
 (docs/cost-reporting.md).
 
-The issue attributes source, dataset, column, check, owner and tags come from the ``issues`` row when
-those columns exist at upgrade time (the loaders' migration adds them); until then they are NULL. If
-that migration runs after this one, run this revision again to pick them up (downgrade to its parent,
-then upgrade: only these views and one index are dropped and made again, no data).
+The issue attributes source, dataset, column, check, owner and tags come from the ``issues`` row (its
+columns since 0009, this revision's parent).
 
 Revision ID: 0010
 Revises: 0008
@@ -18,7 +16,6 @@ Create Date: 2026-12-03 16:00:00.000000
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
@@ -26,34 +23,19 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-# Exported name -> the issues column it is read from when that column exists.
-ISSUE_ATTRIBUTES = (
-    ("source", "source"),
-    ("dataset", "dataset"),
-    ("column_name", "column_name"),
-    ("check_name", "check_name"),
-    ("owner", "owner"),
-    ("tags", "tags"),
-)
-
-
-def _attributes(present: set[str]) -> str:
-    return ",\n    ".join(
-        f"i.{column} AS {name}" if column in present else f"NULL::text AS {name}"
-        for name, column in ISSUE_ATTRIBUTES
-    )
-
-
-def run_diagnoses_sql(present: set[str]) -> str:
-    """The ``run_diagnoses`` view, reading the issue attributes among ``present`` from ``issues``."""
-    return f"""
+RUN_DIAGNOSES = """
 CREATE VIEW run_diagnoses AS
 SELECT
     ri.issue_id,
     i.set_id,
     s.name AS set_name,
     i.external_id,
-    {_attributes(present)},
+    i.source AS source,
+    i.dataset AS dataset,
+    i.column_name AS column_name,
+    i.check_name AS check_name,
+    i.owner AS owner,
+    i.tags AS tags,
     ri.priority,
     ri.status,
     ri.reason,
@@ -84,8 +66,7 @@ ORDER BY issue_id, (answered_at IS NOT NULL) DESC, run_id DESC
 
 
 def upgrade() -> None:
-    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("issues")}
-    op.execute(run_diagnoses_sql(present))
+    op.execute(RUN_DIAGNOSES)
     op.execute(LATEST_DIAGNOSES)
     # The latest run of an issue is looked up by issue.
     op.create_index("run_issues_issue_run_idx", "run_issues", ["issue_id", "run_id"], unique=False)

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
@@ -110,9 +110,8 @@ def upgrade() -> None:
         sa.Column("reuse_answers", sa.Boolean(), nullable=False, server_default=sa.text("true")),
     )
     op.execute(_cost_by_run(_sibling("0003_cost_views").COST_BY_RUN))
-    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("issues")}
     diagnoses = _sibling("0010_latest_diagnoses")
-    op.execute(_run_diagnoses(diagnoses.run_diagnoses_sql(present)))
+    op.execute(_run_diagnoses(diagnoses.RUN_DIAGNOSES))
     op.execute(diagnoses.LATEST_DIAGNOSES.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
 
 
@@ -122,9 +121,8 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS run_diagnoses")
     op.execute("DROP VIEW IF EXISTS cost_by_run")
     op.execute(_sibling("0003_cost_views").COST_BY_RUN)
-    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("issues")}
     diagnoses = _sibling("0010_latest_diagnoses")
-    op.execute(diagnoses.run_diagnoses_sql(present))
+    op.execute(diagnoses.RUN_DIAGNOSES)
     op.execute(diagnoses.LATEST_DIAGNOSES)
     op.drop_column("issue_sets", "reuse_answers")
     op.drop_constraint("run_issues_status_allowed", "run_issues", type_="check")

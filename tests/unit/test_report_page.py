@@ -18,7 +18,7 @@ def _page(**sections: tuple[dict[str, object], ...]) -> str:
 
 def test_an_empty_period_still_gives_every_chart_a_box() -> None:
     page = _page()
-    assert page.count('<svg class="chart"') == 6
+    assert page.count('<svg class="chart"') == 8
     assert "nothing in this period" in page
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from budgetq.adapters.llm.message_batches import RequestOutcome
 from budgetq.adapters.store import batches as store
 from budgetq.adapters.store import message_batches as mb
-from budgetq.adapters.store import run_issues, spend_caps
+from budgetq.adapters.store import outbox, run_issues, spend_caps
 from budgetq.adapters.store import spend as spend_store
 from budgetq.domain.catalog import get_model, prices_on
 from budgetq.domain.spend import Settlement, overrun, reservation_for, settlement_of_result, worth_trying
@@ -65,6 +65,7 @@ def hold_back(
                 store.fail(session, claim, reason)
         except LeaseLostError:
             log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
+    outbox.record_cap_reached(session, run_id, None)  # None: the day's cap as last recorded
     run_issues.stop_run(session, run_id, reason)
     log.error("run %s stopped: %s", run_id, reason)
 

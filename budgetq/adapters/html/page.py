@@ -106,6 +106,8 @@ def _kpis(data: Dashboard) -> str:
 def render(data: Dashboard) -> str:
     """The whole page for ``data``: nothing in it refers to anything outside it."""
     by_set = [(str(r["set_name"]), _num(r["cost_usd"])) for r in data.rows("cost_by_set")]
+    by_owner = [(str(r["owner"]), _num(r["cost_usd"])) for r in data.rows("cost_by_owner")]
+    by_dataset = [(str(r["dataset"]), _num(r["diagnoses"])) for r in data.rows("diagnoses_by_dataset")]
     by_priority = [(f"priority {r['priority']}", _num(r["cost_usd"])) for r in data.rows("cost_by_priority")]
     by_status = [(str(r["status"]), _num(r["issues"])) for r in data.rows("issues_by_status")]
     by_category = [(str(r["category"]), _num(r["diagnoses"])) for r in data.rows("diagnoses_by_category")]
@@ -123,6 +125,9 @@ def render(data: Dashboard) -> str:
         _section("Cost by day, by model", _cost_by_day(data), wide=True),
         _section("Cost by set", charts.horizontal_bars(by_set, "cost by set", charts.usd)),
         _section(
+            "Cost by owner", charts.horizontal_bars(by_owner, "cost by owner", charts.usd, charts.PALETTE[4])
+        ),
+        _section(
             "Cost by priority",
             charts.horizontal_bars(by_priority, "cost by priority", charts.usd, charts.PALETTE[1]),
         ),
@@ -133,6 +138,10 @@ def render(data: Dashboard) -> str:
         _section(
             "Diagnoses by category",
             charts.horizontal_bars(by_category, "diagnoses by category", charts.count, charts.PALETTE[3]),
+        ),
+        _section(
+            "Diagnoses by dataset",
+            charts.horizontal_bars(by_dataset, "diagnoses by dataset", charts.count, charts.PALETTE[5]),
         ),
         _section(
             "The guard's honesty: estimated against billed input tokens",

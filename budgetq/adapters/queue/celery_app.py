@@ -15,6 +15,10 @@ PROCESS_BATCH = "budgetq.process_batch"
 REAP = "budgetq.reap"
 PLAN_NIGHTLY = "budgetq.plan_nightly"
 REPROCESS = "budgetq.reprocess"
+# Notifications (scheduler.notifications): send the outbox's due deliveries; report a nightly run that
+# did not start. Both on the beat, both harmless when run twice.
+DELIVER_NOTIFICATIONS = "budgetq.deliver_notifications"
+WATCH_NIGHTLY = "budgetq.watch_nightly"
 # The batch-api run mode (worker.batch_api.tasks): submit a run's batches as Message Batches (args: run id,
 # or none for every waiting run); poll the API holding them and ingest those that ended (beat).
 SUBMIT_MESSAGE_BATCHES = "budgetq.submit_message_batches"
@@ -52,6 +56,8 @@ def make_celery(settings: Settings, broker_url: str, *, name: str = "budgetq") -
             REAP: {"queue": SCHEDULER_QUEUE},
             PLAN_NIGHTLY: {"queue": SCHEDULER_QUEUE},
             REPROCESS: {"queue": SCHEDULER_QUEUE},
+            DELIVER_NOTIFICATIONS: {"queue": SCHEDULER_QUEUE},
+            WATCH_NIGHTLY: {"queue": SCHEDULER_QUEUE},
             # API calls, made by the workers that hold the SDK clients.
             SUBMIT_MESSAGE_BATCHES: {"queue": LLM_QUEUE},
             POLL_MESSAGE_BATCHES: {"queue": LLM_QUEUE},

@@ -16,6 +16,7 @@ import logging
 from sqlalchemy import and_, case, event, func, select, text, update
 from sqlalchemy.orm import Session
 
+from budgetq.adapters.store import outbox
 from budgetq.adapters.store.models import Batch, Run, RunIssue
 from budgetq.domain.statuses import BatchStatus, IssueStatus, RunStatus
 
@@ -58,6 +59,10 @@ def close_if_done(session: Session, run_id: int) -> str | None:
         )
         .returning(Run.status)
     )
+    if final is not None:
+        outbox.record_run_end(
+            session, run_id
+        )  # in this transaction: the end and its notification, or neither
     return final
 
 

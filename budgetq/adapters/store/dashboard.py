@@ -23,6 +23,13 @@ _SECTIONS: Mapping[str, str] = {
         "sum(cost_usd) AS cost_usd FROM cost_by_set WHERE day >= :since "
         "GROUP BY set_name ORDER BY sum(cost_usd) DESC, set_name LIMIT :limit"
     ),
+    # Issues carry an owner and a dataset since migration 0009; an issue without one counts under "(none)".
+    "cost_by_owner": (
+        "SELECT COALESCE(i.owner, '(none)') AS owner, count(DISTINCT ci.issue_id)::bigint AS issues, "
+        "sum(ci.cost_usd) AS cost_usd FROM cost_by_issue ci JOIN issues i ON i.id = ci.issue_id "
+        "WHERE ci.run_id IN (SELECT run_id FROM cost_by_run WHERE day >= :since) "
+        "GROUP BY 1 ORDER BY sum(ci.cost_usd) DESC, 1 LIMIT :limit"
+    ),
     "cost_by_priority": (
         "SELECT priority, sum(issues)::bigint AS issues, sum(cost_usd) AS cost_usd FROM cost_by_priority "
         "WHERE day >= :since GROUP BY priority ORDER BY priority"
@@ -42,6 +49,12 @@ _SECTIONS: Mapping[str, str] = {
         "AS mean_confidence FROM results res JOIN runs r ON r.id = res.run_id "
         "WHERE (r.created_at AT TIME ZONE 'UTC')::date >= :since "
         "GROUP BY res.category ORDER BY count(*) DESC, res.category"
+    ),
+    "diagnoses_by_dataset": (
+        "SELECT COALESCE(i.dataset, '(none)') AS dataset, count(*)::bigint AS diagnoses "
+        "FROM results res JOIN runs r ON r.id = res.run_id JOIN issues i ON i.id = res.issue_id "
+        "WHERE (r.created_at AT TIME ZONE 'UTC')::date >= :since "
+        "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT :limit"
     ),
     "guard_by_day": (
         "SELECT day, count(*)::bigint AS calls, sum(estimated_input_tokens)::bigint AS estimated_tokens, "

@@ -1,21 +1,18 @@
 """Reading diagnoses for export: the ``latest_diagnoses`` view of a set, or ``run_diagnoses`` of one run.
 
 The issue attributes (source, dataset, column, check, owner, tags) are read from the ``issues`` row
-when its table has those columns (the loaders add them), else exported as NULL; filtering on one of
-them before it exists is an ExportError, not an empty answer.
+(its columns since migration 0009); an issue loaded from CSV or JSON Lines has them NULL (tags empty).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
-
-from budgetq.errors import ExportError
 
 # Exported column -> the issues column it is read from, in export order.
 ATTRIBUTES = (
@@ -59,33 +56,16 @@ class Filters:
     dataset: str | None = None
 
 
-def issue_columns(session: Session) -> dict[str, str]:
-    """The ``issues`` table's columns and their data types, as the database has them now."""
-    rows = session.execute(
-        text(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = 'issues'"
-        )
-    )
-    return {name: kind for name, kind in rows}
+# The filter each attribute option adds; tags are a text[] (an issue's tags, any of which matches).
+ATTRIBUTE_FILTERS = {
+    "owner": "i.owner = :owner",
+    "tag": ":tag = ANY(i.tags)",
+    "dataset": "i.dataset = :dataset",
+}
 
 
-def _attribute_filter(column: str, kind: str, option: str) -> str:
-    if option != "tag":
-        return f"i.{column} = :{option}"
-    if kind == "ARRAY":
-        return f":{option} = ANY(i.{column})"
-    if kind == "jsonb":
-        return f"i.{column} ? :{option}"
-    # Tags kept as text: a comma-separated list.
-    return f":{option} = ANY(string_to_array(replace(i.{column}, ' ', ''), ','))"
-
-
-def _query(present: Mapping[str, str], filters: Filters, *, by_run: bool) -> tuple[str, dict[str, Any]]:
-    attrs = ", ".join(
-        f"i.{column}::text AS {name}" if column in present else f"NULL::text AS {name}"
-        for name, column in ATTRIBUTES
-    )
+def _query(filters: Filters, *, by_run: bool) -> tuple[str, dict[str, Any]]:
+    attrs = ", ".join(f"i.{column}::text AS {name}" for name, column in ATTRIBUTES)
     source = "run_diagnoses" if by_run else "latest_diagnoses"
     where = ["d.run_id = :run_id"] if by_run else ["d.set_id = :set_id"]
     params: dict[str, Any] = {}
@@ -98,18 +78,11 @@ def _query(present: Mapping[str, str], filters: Filters, *, by_run: bool) -> tup
     if filters.since is not None:
         where.append("COALESCE(d.answered_at, r.created_at) >= :since")
         params["since"] = filters.since
-    wanted = {"owner": "owner", "tag": "tags", "dataset": "dataset"}
-    for option, column in wanted.items():
+    for option, condition in ATTRIBUTE_FILTERS.items():
         value = getattr(filters, option)
-        if value is None:
-            continue
-        if column not in present:
-            raise ExportError(
-                f"--{option} is not available: issues have no {column!r} column yet; "
-                "load results with a tool loader first"
-            )
-        where.append(_attribute_filter(column, present[column], option))
-        params[option] = value
+        if value is not None:
+            where.append(condition)
+            params[option] = value
     sql = (
         f"SELECT d.issue_id, d.external_id, {attrs}, d.priority, d.status, d.reason, d.category, "
         "d.diagnosis, d.proposed_fix, d.confidence, d.run_id, d.answered_at, d.cost_usd, "
@@ -127,7 +100,7 @@ def diagnoses(
     issue of run ``run_id``; each a dict keyed by ``COLUMNS``. Streamed from a server-side cursor."""
     if (set_id is None) == (run_id is None):
         raise ValueError("give exactly one of set_id and run_id")
-    sql, params = _query(issue_columns(session), filters, by_run=run_id is not None)
+    sql, params = _query(filters, by_run=run_id is not None)
     params |= {"run_id": run_id} if run_id is not None else {"set_id": set_id}
     result = session.execute(text(sql).execution_options(yield_per=FETCH_ROWS), params)
     for row in result.mappings():

@@ -16,6 +16,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from budgetq.adapters.store import outbox
 from budgetq.adapters.store.batches import Claim
 from budgetq.adapters.store.models import Batch, BatchIssue, Issue, IssueSet, Run, RunIssue, SpendReservation
 from budgetq.adapters.store.run_issues import set_issue_status
@@ -160,6 +161,7 @@ def cancel_run(session: Session, run_id: int, reason: str) -> Cancelled:
     in_flight = session.scalar(
         select(func.count()).where(Batch.run_id == run_id, Batch.status == BatchStatus.RUNNING.value)
     )
+    outbox.record_run_end(session, run_id)
     return Cancelled(run_id, len(cancelled), issues, int(in_flight or 0))
 
 

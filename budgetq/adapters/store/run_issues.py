@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
+from budgetq.adapters.store import outbox
 from budgetq.adapters.store.models import Batch, BatchIssue, Run, RunIssue
 from budgetq.domain.statuses import BatchStatus, IssueStatus, RunStatus
 
@@ -14,10 +15,11 @@ from budgetq.domain.statuses import BatchStatus, IssueStatus, RunStatus
 def stop_run(session: Session, run_id: int, reason: str) -> None:
     """Stop a run: its queued batches and their issues fail with ``reason``. Batches already running
     finish and record their answers (their calls are paid for); later follow-ups are refused."""
-    session.execute(
+    stopped = session.scalar(
         update(Run)
         .where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
         .values(status=RunStatus.STOPPED.value, stop_reason=reason, finished_at=func.now())
+        .returning(Run.id)
     )
     failed = session.scalars(
         update(Batch)
@@ -27,6 +29,8 @@ def stop_run(session: Session, run_id: int, reason: str) -> None:
     ).all()
     if failed:
         fail_pending_issues(session, run_id, failed, reason)
+    if stopped is not None:
+        outbox.record_run_end(session, run_id)
 
 
 def fail_pending_issues(session: Session, run_id: int, batch_ids: Sequence[int], reason: str) -> None:

@@ -26,6 +26,7 @@ from decimal import Decimal
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from budgetq.adapters.store import outbox
 from budgetq.adapters.store import spend_caps as caps
 from budgetq.adapters.store import spend_days as days
 from budgetq.adapters.store.models import DailySpend, Run, SpendReservation
@@ -239,6 +240,7 @@ def settle(session: Session, r: Reservation, actual: Decimal, *, from_unknown: b
     if not _close(session, r, ReservationStatus.SETTLED, actual, day, from_unknown=from_unknown):
         return False
     _move(session, r, day, spent=actual)
+    outbox.record_spend(session, r.run_id, day)  # the 50/80/95/100% alerts, each once
     return True
 
 

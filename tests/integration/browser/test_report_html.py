@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import redis
 from playwright.sync_api import Request, Route, sync_playwright
+from sqlalchemy import text
 
 from budgetq.adapters.processes import local_workers as processes
 from budgetq.adapters.queue.celery_app import make_celery
-from budgetq.adapters.store.engine import make_engine, make_sessions
+from budgetq.adapters.store.engine import make_engine, make_sessions, transaction
 from budgetq.devtools.standin.server import StandIn, StandInConfig
 from budgetq.services.planning import enqueue, plan_run
 from budgetq.settings import Settings
@@ -60,6 +61,15 @@ def run_database(
         assert planned.run_id is not None
         enqueue(make_celery(settings, redis_url), sessions, planned.batch_ids)
         wait_for_run(sessions, planned.run_id)
+        # Owners and datasets, as a tool's load gives them (migration 0009): three of each, some issues none.
+        with transaction(sessions) as session:
+            session.execute(
+                text(
+                    "UPDATE issues SET owner = 'team-' || (id % 3), dataset = 'analytics.t' || (id % 3) "
+                    "WHERE set_id = :s AND id % 4 <> 0"
+                ),
+                {"s": set_id},
+            )
         yield url
     finally:
         processes.stop(worker, timeout=10)
@@ -102,6 +112,13 @@ def test_report_opens_offline_with_charts_and_a_working_filter(
                 box = charts.nth(i).bounding_box()
                 assert box is not None and box["width"] > 0 and box["height"] > 0, i
             assert page.locator("svg.chart rect").count() > 10  # bars, not only empty boxes
+            # Cost by owner and diagnoses by dataset: drawn, with a bar for each owner or dataset and "(none)"
+            for label in ("cost by owner", "diagnoses by dataset"):
+                chart = page.locator(f'svg.chart[aria-label="{label}"]')
+                box = chart.bounding_box()
+                assert box is not None and box["width"] > 0 and box["height"] > 0, label
+                assert chart.locator("rect").count() >= 4, label
+                assert chart.locator("text", has_text="(none)").count() == 1, label
             rows = page.locator("#diagnoses tbody tr")
             total = rows.count()
             assert total == 120

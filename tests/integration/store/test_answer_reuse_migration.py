@@ -30,9 +30,9 @@ def columns(conn: sqlalchemy.Connection, table: str) -> list[str]:
 
 
 def test_reuse_columns_and_views_come_and_go(fresh_database: Callable[[], str]) -> None:
-    # Given a database at 0011 with a run and the views' columns as they were
+    # Given a database at 0012 with a run and the views' columns as they were
     url = fresh_database()
-    downgrade(url, "0011")
+    downgrade(url, "0012")
     engine = make_engine(url)
     with engine.begin() as conn:
         set_id = conn.scalar(text("INSERT INTO issue_sets (name) VALUES ('m13') RETURNING id"))
@@ -66,7 +66,7 @@ def test_reuse_columns_and_views_come_and_go(fresh_database: Callable[[], str]) 
         )  # fmt: skip
 
     # And downgrading restores the views as they were and drops the columns
-    downgrade(url, "0011")
+    downgrade(url, "0012")
     with engine.begin() as conn:
         assert {view: columns(conn, view) for view in before} == before
         assert "reuse_key" not in columns(conn, "results")

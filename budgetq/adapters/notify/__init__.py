@@ -1,0 +1,1 @@
+"""Webhook targets of notifications: parsing them from the settings, and sending one message."""
