@@ -88,6 +88,21 @@ def test_db_upgrade_to_base_does_not_claim_to_be_at_base(budgetq: Budgetq, datab
     assert "downgrade" in line or "cannot go down" in line
 
 
+@pytest.mark.parametrize("revision", ["0003", "0010", " 0001 "])
+def test_db_upgrade_to_a_revision_below_the_database_is_refused_as_a_downgrade(
+    budgetq: Budgetq, database_url: str, revision: str
+) -> None:
+    # Given a database at head
+    # When it is "upgraded" to an older revision (alembic would do nothing and we said "database at 0003")
+    outcome = budgetq("db", "upgrade", revision, BUDGETQ_DATABASE_URL=database_url)
+
+    # Then one line says it would be a downgrade and names where the database is; it is still at head
+    outcome.one_error_line(revision.strip(), "downgrade", "(head)")
+    assert outcome.code == 2 and "database at" not in outcome.stdout
+    again = budgetq("db", "upgrade", BUDGETQ_DATABASE_URL=database_url)
+    assert again.code == 0 and "(head)" in again.stderr, again
+
+
 @pytest.mark.parametrize("args", [("--no-wait",), ("--workers", "0")])
 def test_no_wait_or_no_workers_with_the_embedded_broker_is_refused(
     budgetq: Budgetq, database_url: str, sessions: sessionmaker[Session], args: tuple[str, ...]
