@@ -25,6 +25,7 @@ from budgetq.adapters.store.engine import (
 )
 from budgetq.cli import app
 from budgetq.cli.environment import console, environment, fail, worker_env
+from budgetq.cli.option_values import seconds
 from budgetq.cli.watch import watch
 from budgetq.domain.statuses import IssueStatus, RunKind, RunStatus
 from budgetq.errors import BudgetqError
@@ -70,8 +71,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @app.command()
 def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-    concurrency: Annotated[int, typer.Option(help="Worker threads (concurrent calls).")] = 8,
-    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 900.0,
+    # Checked while the options are parsed, before any server, stand-in or worker is started.
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker threads (concurrent calls).")] = 8,
+    timeout: Annotated[
+        float,
+        typer.Option(parser=seconds, metavar="SECONDS", help="Give up waiting after this many seconds."),
+    ] = 900.0,
 ) -> None:
     """Run the seed's scenario end to end: 3,824 issues → packed batches → a real worker → results, cost."""
     settings = Settings()

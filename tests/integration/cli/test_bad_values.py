@@ -37,6 +37,12 @@ def budgetq(run_budgetq: Budgetq, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         (("report", "cost", "--since", "٧d"), ("--since",)),
         (("report", "cost", "--since", "last tuesday"), ("--since", "YYYY-MM-DD")),
         (("run", "s", "--timeout", "-1"), ("--timeout",)),
+        (("run", "s", "--timeout", "nan"), ("--timeout", "finite")),
+        (("run", "s", "--timeout", "inf"), ("--timeout", "finite")),
+        (("reprocess", "s", "--timeout", "1e400"), ("--timeout", "finite")),
+        (("results", "s", "--since", "99999999999d"), ("--since",)),
+        (("results", "s", "--since", "٧d"), ("--since",)),
+        (("db", "upgrade", ""), ("revision",)),
         (("run", "s", "--workers", "-3"), ("--workers",)),
         (("load", "nope.csv", "--set", "x", "--show", "-1"), ("--show",)),
         (("report", "cost", "--by", "planet"), ("--by",)),
@@ -52,6 +58,26 @@ def test_a_bad_option_is_one_error_line_and_exit_2(
     # Then one `error:` line names the option, exit 2
     outcome.one_error_line(*words)
     assert outcome.code == 2, outcome
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--timeout", "nan"),
+        ("--timeout", "inf"),
+        ("--timeout", "-1"),
+        ("--concurrency", "0"),
+        ("--concurrency", "-2"),
+    ],
+)
+def test_a_bad_demo_option_is_refused_before_anything_starts(budgetq: Budgetq, args: tuple[str, ...]) -> None:
+    # When the demo is given a value it cannot use
+    outcome = budgetq("demo", *args, **SERVERS)
+
+    # Then one line names the option, exit 2, and nothing was started first (no stand-in, no server)
+    outcome.one_error_line(args[0])
+    assert outcome.code == 2
+    assert "stand-in" not in outcome.stderr and "PostgreSQL" not in outcome.stderr
 
 
 @pytest.mark.parametrize(
@@ -126,14 +152,15 @@ def test_any_string_for_any_option_is_never_a_traceback(
 ) -> None:
     # Given any command, any of its options, any string as its value
     path, option, takes_value = choice
-    if path[:1] == ["demo"] or "\x00" in value:
-        return  # the demo runs minutes when its options are valid; argv cannot hold NUL
+    if "\x00" in value:
+        return  # argv cannot hold NUL
     args = [*path, *([option] if option else []), *([value] if takes_value else [])]
     if path[:1] in (["plan"], ["run"], ["reprocess"]) and option:
         args.insert(1, "some-set")
     if path[:1] == ["load"] and option:
         args[1:1] = ["nope.csv", "--set", "x"] if option != "--set" else ["nope.csv"]
-    # When it runs (servers that do not answer: nothing is started or written)
+    # When it runs (servers that do not answer: nothing is started or written; the demo, given valid
+    # options, starts its stand-in and stops at the database)
     outcome = budgetq(*args, **SERVERS)
 
     # Then it ends with a documented code and no traceback; a failure is one `error:` line, last
