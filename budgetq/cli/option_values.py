@@ -11,6 +11,8 @@ from decimal import Decimal, InvalidOperation
 
 import typer
 
+from budgetq.settings import MAX_CAP_USD
+
 
 def usd(value: str) -> Decimal:
     """A non-negative, finite amount of USD written with ASCII digits (``12.50``)."""
@@ -23,6 +25,8 @@ def usd(value: str) -> Decimal:
         raise typer.BadParameter(f"{value!r} is not an amount of USD (e.g. 12.50)") from None
     if not amount.is_finite() or amount < 0:
         raise typer.BadParameter(f"{value!r} is not a cap: give 0 or more USD") from None
+    if amount > MAX_CAP_USD:
+        raise typer.BadParameter(f"{value!r} is not a cap: give at most {MAX_CAP_USD:,} USD")
     return amount
 
 

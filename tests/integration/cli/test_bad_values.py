@@ -33,6 +33,7 @@ def budgetq(run_budgetq: Budgetq, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         (("run", "s", "--spend-cap", "nan"), ("--spend-cap",)),
         (("run", "s", "--spend-cap", "inf"), ("--spend-cap",)),
         (("plan", "s", "--spend-cap", "١٠"), ("--spend-cap",)),
+        (("run", "s", "--spend-cap", "1e400"), ("--spend-cap", "at most")),
         (("report", "cost", "--since", "99999999999d"), ("--since",)),
         (("report", "cost", "--since", "٧d"), ("--since",)),
         (("report", "cost", "--since", "last tuesday"), ("--since", "YYYY-MM-DD")),
@@ -89,6 +90,12 @@ def test_a_bad_demo_option_is_refused_before_anything_starts(budgetq: Budgetq, a
         ("BUDGETQ_RUN_SPEND_CAP_USD", "١٠"),
         ("BUDGETQ_LOG_FORMAT", "xml"),
         ("BUDGETQ_DB_CONNECT_TIMEOUT_S", "0"),
+        ("BUDGETQ_DB_CONNECT_TIMEOUT_S", "inf"),
+        ("BUDGETQ_LEASE_SECONDS", "1e400"),
+        ("BUDGETQ_CALL_TIMEOUT_S", "Infinity"),
+        ("BUDGETQ_RUN_SPEND_CAP_USD", "1e400"),
+        ("BUDGETQ_MODE", "garbage"),
+        ("BUDGETQ_LOG_LEVEL", "loud"),
     ],
 )
 def test_a_bad_setting_is_one_error_line_naming_the_variable(
