@@ -30,7 +30,15 @@ def sqlalchemy_url(url: str) -> str:
     """Turn any PostgreSQL URL (``postgres://``, ``postgresql://``, a socket URL) into one for psycopg 3."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
+            converted = "postgresql+psycopg://" + url[len(prefix) :]
+            try:
+                make_url(converted)  # a port that is not a number is a ValueError here, not later
+            except (ArgumentError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"cannot parse the database URL {url.split('@')[-1]!r}: {exc}; set BUDGETQ_DATABASE_URL "
+                    "to postgresql://user:password@host:5432/dbname"
+                ) from None
+            return converted
     raise ConfigurationError(
         f"database URL {url.split('@')[-1]!r} is not a PostgreSQL URL; "
         "set BUDGETQ_DATABASE_URL to postgresql://user:password@host:5432/dbname"

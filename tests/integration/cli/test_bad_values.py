@@ -96,6 +96,7 @@ def test_a_bad_demo_option_is_refused_before_anything_starts(budgetq: Budgetq, a
         ("BUDGETQ_RUN_SPEND_CAP_USD", "1e400"),
         ("BUDGETQ_MODE", "garbage"),
         ("BUDGETQ_LOG_LEVEL", "loud"),
+        ("BUDGETQ_DATABASE_URL", "postgresql://db.example:abc/budgetq"),
     ],
 )
 def test_a_bad_setting_is_one_error_line_naming_the_variable(
@@ -107,6 +108,19 @@ def test_a_bad_setting_is_one_error_line_naming_the_variable(
     # Then one line names the variable, exit 2
     outcome.one_error_line(variable)
     assert outcome.code == 2, outcome
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:abc/0", "redis://127.0.0.1:6379/abc", "redis://127.0.0.1:99999/0", "redis+socket://"],
+)
+def test_a_malformed_broker_url_is_refused_before_a_run_is_planned(budgetq: Budgetq, url: str) -> None:
+    # When a run is asked for with a broker URL that cannot name a Redis database
+    outcome = budgetq("run", "s", BUDGETQ_DATABASE_URL=UNREACHABLE, BUDGETQ_REDIS_URL=url)
+
+    # Then one line names the variable, before PostgreSQL is asked (a run used to be written, then stopped)
+    outcome.one_error_line("BUDGETQ_REDIS_URL")
+    assert outcome.code == 2 and "PostgreSQL" not in outcome.stderr
 
 
 def test_an_unwritable_rejected_csv_is_refused_before_anything_is_loaded(
