@@ -189,3 +189,49 @@ def test_any_string_for_any_option_is_never_a_traceback(
     assert "Traceback" not in outcome.stderr
     if outcome.code == 2:
         outcome.one_error_line()
+
+
+def _variables() -> list[str]:
+    """Every BUDGETQ_* variable the settings read (the API key and URL go by their ANTHROPIC_ names too)."""
+    from budgetq.settings import Settings
+
+    return [f"BUDGETQ_{name.upper()}" for name in Settings.model_fields]
+
+
+# Random text, and random text after the starts that reach the parsers' deeper branches.
+SETTING_VALUES = st.one_of(
+    st.text(max_size=24),
+    st.builds(
+        str.__add__,
+        st.sampled_from(["postgresql://h:", "redis://h:", "redis+socket://", "1e", "-", "0x", "inf", "٣"]),
+        st.text(max_size=12),
+    ),
+)
+
+
+def _run_with(budgetq: Budgetq, variable: str, value: str) -> None:
+    # A run reads the settings, the broker URL and the database URL, in that order; servers do not answer.
+    outcome = budgetq("run", "some-set", "--no-wait", **{**SERVERS, variable: value})
+
+    # It ends with a documented code and no traceback; a failure is one `error:` line, last
+    assert outcome.code in (0, 1, 2), outcome
+    assert "Traceback" not in outcome.stderr
+    if outcome.code == 2:
+        outcome.one_error_line()
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400", "-1", "٣", "abc"])
+def test_every_setting_refuses_the_values_that_broke_one_in_one_line(budgetq: Budgetq, value: str) -> None:
+    # Given each BUDGETQ_ variable in turn holding a value that once became a traceback
+    # (BUDGETQ_DB_CONNECT_TIMEOUT_S=inf reached math.ceil), Then none is
+    for variable in _variables():
+        _run_with(budgetq, variable, value)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(variable=st.sampled_from(_variables()), value=SETTING_VALUES)
+def test_any_string_in_any_setting_is_never_a_traceback(budgetq: Budgetq, variable: str, value: str) -> None:
+    # Given any BUDGETQ_ variable holding any string (the environment cannot hold NUL)
+    if "\x00" not in value:
+        # When a run is asked for, Then no traceback
+        _run_with(budgetq, variable, value)
