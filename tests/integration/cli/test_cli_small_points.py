@@ -44,6 +44,25 @@ def test_failed_only_with_nothing_failed_is_nothing_to_reprocess_exit_0(
     assert "nothing to reprocess" in outcome.stderr + outcome.stdout
 
 
+@pytest.mark.parametrize("ref", ["99999999999999999999", "٣", "²"])
+def test_an_issue_reference_past_bigint_or_in_other_digits_is_not_found_in_one_line(
+    budgetq: Budgetq, database_url: str, sessions: sessionmaker[Session], ref: str
+) -> None:
+    # Given a set (its issues have small internal ids)
+    name = f"refs-{uuid.uuid4().hex[:8]}"
+    make_seed_set(sessions, name, 3)
+
+    # When an issue is named by a number no bigint holds, or by digits that are not 0-9
+    outcome = budgetq(
+        "reprocess", name, "--issues", ref, "--no-wait", BUDGETQ_DATABASE_URL=database_url,
+        BUDGETQ_REDIS_URL=NO_BROKER,
+    )  # fmt: skip
+
+    # Then it is one line naming it as not in the set (not a DataError traceback, not issue 3)
+    outcome.one_error_line(ref, "not in set")
+    assert outcome.code == 2
+
+
 def test_a_header_only_file_loads_nothing_and_says_so_with_exit_0(
     budgetq: Budgetq, database_url: str, tmp_path: Path
 ) -> None:
