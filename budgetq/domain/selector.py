@@ -124,7 +124,8 @@ def parse_ids(values: Sequence[str]) -> tuple[int, ...]:
         number = as_id(text)
         if number is None:
             raise SelectorError(
-                f"issue id {text!r} is not a number written in 0-9 (at most {MAX_ID:,}); pass ids as --issues 12,14,15"
+                f"issue id {text!r} is not a number written in 0-9 (at most {MAX_ID:,}); "
+                "pass ids as --issues 12,14,15"
             )
         ids[number] = None
     if not ids:
