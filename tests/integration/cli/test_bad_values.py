@@ -238,3 +238,33 @@ def test_any_string_in_any_setting_is_never_a_traceback(budgetq: Budgetq, variab
     if "\x00" not in value:
         # When a run is asked for, Then no traceback
         _run_with(budgetq, variable, value)
+
+
+READ_ONLY = {("report", "cost"), ("report", "run"), ("results",), ("runs",), ("sets",), ("plan",)}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    choice=st.sampled_from([o for o in OPTIONS if tuple(o[0]) in READ_ONLY]),
+    value=st.one_of(st.text(max_size=24), st.sampled_from(["99999999999999999999", "-1", "0", "1e400", "٣"])),
+)
+def test_any_string_for_a_read_only_command_on_a_real_database_is_never_a_traceback(
+    budgetq: Budgetq, database_url: str, choice: tuple[list[str], str, bool], value: str
+) -> None:
+    # Given a migrated database, a command that only reads it, any of its options, any string as its value
+    path, option, takes_value = choice
+    if "\x00" in value:
+        return  # argv cannot hold NUL
+    args = [*path, *([option] if option else []), *([value] if takes_value else [])]
+    if path[:1] in (["plan"], ["results"]) and option:
+        args.insert(1, "some-set")
+    if path == ["report", "run"] and option:
+        args.insert(2, "1")
+    # When it runs: values reach the queries, not only the option parsers
+    outcome = budgetq(*args, BUDGETQ_DATABASE_URL=database_url, BUDGETQ_REDIS_URL=NO_BROKER)
+
+    # Then it ends with a documented code and no traceback; a failure is one `error:` line, last
+    assert outcome.code in (0, 1, 2), outcome
+    assert "Traceback" not in outcome.stderr
+    if outcome.code == 2:
+        outcome.one_error_line()
