@@ -153,3 +153,49 @@ def test_plan_applies_the_run_spend_cap_setting_as_run_does(
     # Then the plan defers what the run would defer
     assert outcome.code == 0, outcome
     assert json.loads(outcome.stdout)["deferred"] > 0
+
+
+def test_rejected_csv_is_written_with_json_output_too(
+    budgetq: Budgetq, database_url: str, tmp_path: Path
+) -> None:
+    # Given a file with one bad row, loaded with --json and --rejected-csv
+    source = tmp_path / "issues.csv"
+    source.write_text("external_id,priority,text\na,15,good\nb,7,bad priority\n")
+    target = tmp_path / "rejected.csv"
+    outcome = budgetq(
+        "load", str(source), "--set", f"j-{uuid.uuid4().hex[:8]}", "--json", "--rejected-csv", str(target),
+        BUDGETQ_DATABASE_URL=database_url,
+    )  # fmt: skip
+
+    # Then the counts are printed and the rejected row is in the file (it was silently not written)
+    assert outcome.code == 1 and json.loads(outcome.stdout)["rejected"] == 1, outcome
+    assert target.read_text().splitlines()[1].startswith("3,b,")
+
+
+ROWS = "external_id,priority,text\na,15,x\n"
+DBT_RESULTS = '{"results": [], "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json"}}'
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "args", "option"),
+    [
+        (ROWS, "i.csv", ("--manifest", "manifest.json"), "--manifest"),
+        (ROWS, "i.csv", ("--priority-map", "p.toml"), "--priority-map"),
+        (ROWS, "i.csv", ("--snapshot", "--rejected-csv", "r.csv"), "--rejected-csv"),
+        (DBT_RESULTS, "run_results.json", ("--rejected-csv", "r.csv"), "--rejected-csv"),
+    ],
+)
+def test_a_load_option_that_does_not_apply_to_the_file_is_refused(
+    budgetq: Budgetq, tmp_path: Path, content: str, name: str, args: tuple[str, ...], option: str
+) -> None:
+    # Given a file and an option its kind of load would silently ignore
+    source = tmp_path / name
+    source.write_text(content)
+    outcome = budgetq(
+        "load", str(source), "--set", "x", *(str(tmp_path / a) if "." in a else a for a in args),
+        BUDGETQ_DATABASE_URL="postgresql://budgetq:pw@127.0.0.1:1/budgetq", BUDGETQ_REDIS_URL=NO_BROKER,
+    )  # fmt: skip
+
+    # Then one line names the option and what it applies to, before any server is asked
+    outcome.one_error_line(option, "applies")
+    assert outcome.code == 2 and "PostgreSQL" not in outcome.stderr
