@@ -15,12 +15,19 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The cost columns are numeric(18, 6): a cap above this could not be stored with its run.
+MAX_CAP_USD = Decimal("999999999999")
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
 
 class Settings(BaseSettings):
     """budgetq's settings; build one with ``Settings()`` at an entry point and pass it down."""
 
     # Refused values stay out of the error's text (a key or a webhook URL is a secret); errors() keeps them.
-    model_config = SettingsConfigDict(env_prefix="BUDGETQ_", extra="ignore", hide_input_in_errors=True)
+    # No setting is a NaN or an infinity: "inf" seconds reached math.ceil() as a traceback.
+    model_config = SettingsConfigDict(
+        env_prefix="BUDGETQ_", extra="ignore", hide_input_in_errors=True, allow_inf_nan=False
+    )
 
     # Where state lives. Unset means: the demo starts embedded servers under data_dir.
     database_url: str | None = None
@@ -42,7 +49,7 @@ class Settings(BaseSettings):
     allow_plain_http_base_url: bool = False
     model: str = "claude-sonnet-4-6"
     # live, standin, record or replay; unset: live when a key is set, else the stand-in.
-    mode: str | None = None
+    mode: Literal["live", "standin", "record", "replay"] | None = None
     # Where the record mode saves cassettes and the replay mode reads them; unset: data_dir/cassettes.
     cassette_dir: Path | None = None
 
@@ -92,8 +99,8 @@ class Settings(BaseSettings):
     visibility_timeout_s: float | None = Field(default=None, gt=0)
 
     # Spend caps in USD (None: no cap).
-    run_spend_cap_usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
-    daily_spend_cap_usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    run_spend_cap_usd: Decimal | None = Field(default=None, ge=0, le=MAX_CAP_USD, allow_inf_nan=False)
+    daily_spend_cap_usd: Decimal | None = Field(default=None, ge=0, le=MAX_CAP_USD, allow_inf_nan=False)
     # A batch refused only because calls in flight hold the cap's room goes back to the queue this long.
     spend_cap_wait_s: float = Field(default=10.0, gt=0)
 
@@ -179,6 +186,20 @@ class Settings(BaseSettings):
         if isinstance(value, str) and any(c.isdigit() and not c.isascii() for c in value):
             raise ValueError(f"{value!r} holds non-ASCII digits; write numbers with 0-9")
         return value
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _empty_mode(cls, value: object) -> object:
+        # `BUDGETQ_MODE=` in a .env has always meant "unset" (the mode follows the key).
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        # Checked here: a worker would otherwise die in logging.setLevel() after it started.
+        if value.strip().upper() not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return value.strip().upper()
 
     def resolved_mode(self) -> str:
         """The call mode in force: the configured one, else live with a key and the stand-in without."""

@@ -22,7 +22,10 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Run the migrations against BUDGETQ_DATABASE_URL (or the embedded PostgreSQL)."""
-    if revision.strip().lower() == "base" or revision.strip().startswith("-"):
+    revision = revision.strip()
+    if not revision:
+        raise fail(ConfigurationError("give a revision to upgrade to (head, or one such as 0011)"))
+    if revision.lower() == "base" or revision.startswith("-"):
         # Alembic's upgrade to a lower revision does nothing; saying "database at base" would be false.
         raise fail(
             ConfigurationError(
@@ -33,10 +36,11 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     settings = Settings()
     try:
         with environment(settings, need_api=False, need_broker=False) as env:
-            upgrade(env.database_url, revision, connect_timeout_s=settings.db_connect_timeout_s)
+            at = upgrade(env.database_url, revision, connect_timeout_s=settings.db_connect_timeout_s)
     except BudgetqError as exc:
         raise fail(exc) from exc
-    console.print(f"database at {revision}")
+    # Where the database is, read back: not the revision asked for, which it may already be above.
+    console.print(f"database at {at}")
 
 
 @db_app.command("query")

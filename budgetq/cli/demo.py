@@ -25,6 +25,7 @@ from budgetq.adapters.store.engine import (
 )
 from budgetq.cli import app
 from budgetq.cli.environment import console, environment, fail, worker_env
+from budgetq.cli.option_values import seconds
 from budgetq.cli.plan_view import reuse_line
 from budgetq.cli.watch import watch
 from budgetq.domain.statuses import IssueStatus, RunKind, RunStatus
@@ -72,8 +73,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @app.command()
 def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-    concurrency: Annotated[int, typer.Option(help="Worker threads (concurrent calls).")] = 8,
-    timeout: Annotated[float, typer.Option(help="Give up waiting after this many seconds.")] = 900.0,
+    # Checked while the options are parsed, before any server, stand-in or worker is started.
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker threads (concurrent calls).")] = 8,
+    timeout: Annotated[
+        float,
+        typer.Option(parser=seconds, metavar="SECONDS", help="Give up waiting after this many seconds."),
+    ] = 900.0,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Pay for every issue again, reusing no earlier answer.")
     ] = False,

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.orm import Session, sessionmaker
 
+from budgetq.adapters.queue.broker_url import check_broker_url
 from budgetq.adapters.store.engine import (
     DatabaseTimeouts,
     ensure_migrated,
@@ -25,7 +26,6 @@ from budgetq.errors import BudgetqError, ConfigurationError
 from budgetq.settings import Settings
 
 console = Console(stderr=True)
-REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,8 @@ def environment(settings: Settings, *, need_api: bool, need_broker: bool = True)
     # A malformed URL is reported before anything is started.
     if settings.database_url is not None:
         sqlalchemy_url(settings.database_url)
-    if need_broker and settings.redis_url is not None and not settings.redis_url.startswith(REDIS_SCHEMES):
-        raise ConfigurationError(
-            f"broker URL {settings.redis_url.split('@')[-1]!r} is not a Redis URL; "
-            "set BUDGETQ_REDIS_URL to redis://host:6379/0"
-        )
+    if need_broker and settings.redis_url is not None:
+        check_broker_url(settings.redis_url)
     redis_url = settings.redis_url if need_broker else (settings.redis_url or "")
     database_url = settings.database_url
     handles: list[Any] = []

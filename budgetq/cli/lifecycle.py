@@ -21,6 +21,7 @@ from budgetq.adapters.store.engine import transaction
 from budgetq.adapters.store.reuse import set_reuse_answers
 from budgetq.cli import app
 from budgetq.cli.environment import database, fail, fail_line
+from budgetq.domain.selector import MAX_ID
 from budgetq.domain.statuses import RunStatus
 from budgetq.errors import BudgetqError
 from budgetq.settings import Settings
@@ -36,6 +37,7 @@ def _show(renderable: Table | str) -> None:
     console.print(renderable)
 
 
+MAX_LIMIT = 100_000  # a listing, not an export: `budgetq db query` reads more
 AsJson = Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")]
 
 
@@ -69,12 +71,12 @@ def sets(as_json: AsJson = False) -> None:
 def runs(
     set_name: Annotated[str | None, typer.Option("--set", help="Only the runs of this issue set.")] = None,
     status: Annotated[RunStatus | None, typer.Option(help="Only runs in this status.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first (1 to 100,000).")] = 50,
     as_json: AsJson = False,
 ) -> None:
     """List runs, newest first: set, kind, status, issues answered, spend."""
-    if limit < 1:
-        raise typer.Exit(fail_line(f"--limit must be at least 1, not {limit}"))
+    if not 1 <= limit <= MAX_LIMIT:
+        raise typer.Exit(fail_line(f"--limit must be from 1 to {MAX_LIMIT:,}, not {limit}"))
     try:
         with database(Settings()) as (_, sessions), transaction(sessions) as session:
             set_id = issue_store.set_id_by_name(session, set_name) if set_name is not None else None
@@ -97,7 +99,9 @@ def runs(
 
 
 @app.command()
-def cancel(run: Annotated[int, typer.Argument(help="The run's id (see `budgetq runs`).")]) -> None:
+def cancel(
+    run: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The run's id (see `budgetq runs`).")],
+) -> None:
     """Cancel RUN: its queued batches are never called; calls in flight finish and are recorded."""
     try:
         with database(Settings()) as (_, sessions):

@@ -115,6 +115,34 @@ def _check_options(set_name: str, rejected_csv: Path | None) -> None:
         _check_writable(rejected_csv)
 
 
+def _check_applies(
+    kind: LoadFormat,
+    snapshot: bool,
+    *,
+    rejected_csv: Path | None,
+    manifest: Path | None,
+    priority_map: Path | None,
+) -> None:
+    """Refuse an option this kind of load would silently ignore: the user expects what it promises."""
+    rows = kind not in TOOL_FORMATS
+    if manifest is not None and kind is not LoadFormat.DBT:
+        raise fail(IngestError(f"--manifest applies to dbt results only; {kind.value} files have none"))
+    if priority_map is not None and rows:
+        raise fail(
+            IngestError(
+                "--priority-map applies to tool result files (dbt, gx, soda, elementary, re_data); "
+                f"a {kind.value} file gives each row's priority"
+            )
+        )
+    if rejected_csv is not None and (snapshot or not rows):
+        raise fail(
+            IngestError(
+                "--rejected-csv applies to CSV/JSONL loads without --snapshot; this load lists what it "
+                "refuses on the terminal"
+            )
+        )
+
+
 def _print_counts(kind: LoadFormat, set_name: str, report: LoadReport) -> None:
     out.print_json(
         data={
@@ -173,6 +201,7 @@ def load(
         kind = _format_of(file, source, fmt)
     except BudgetqError as exc:
         raise fail(exc) from exc
+    _check_applies(kind, snapshot, rejected_csv=rejected_csv, manifest=manifest, priority_map=priority_map)
     if kind in TOOL_FORMATS:
         from budgetq.cli.load_tools import load_tool
 
@@ -213,9 +242,10 @@ def _tell(
     """Say what a CSV/JSONL load did, and exit 1 when rows were rejected or nothing could be loaded."""
     if as_json:
         _print_counts(kind, set_name, report)
-    if report.rejected and not as_json:
-        _print_rejections(report, show)
-        if rejected_csv is not None:
+    if report.rejected:
+        if not as_json:
+            _print_rejections(report, show)
+        if rejected_csv is not None:  # with --json too: the file is what a script reads the rows from
             _write_rejections(report, rejected_csv)
     if not report.committed and not report.rejected:
         # A header and no rows: nothing was wrong, there was just nothing to load.

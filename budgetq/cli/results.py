@@ -31,22 +31,24 @@ from budgetq.domain.statuses import IssueStatus
 from budgetq.errors import BudgetqError, ExportError, NotFoundError
 from budgetq.settings import Settings
 
-AGO = re.compile(r"^(\d+)([dhm])$")
+AGO = re.compile(r"^([0-9]{1,9})([dhm])$")
 TABLE_COLUMNS = ("external_id", "priority", "status", "category", "confidence", "diagnosis", "cost_usd")
 
 
 def parse_since(value: str, now: dt.datetime) -> dt.datetime:
     """``30d``, ``12h`` or ``45m`` before ``now``, or an ISO date or time (UTC when no zone is given)."""
-    ago = AGO.match(value.strip())
-    if ago:
-        unit = {"d": "days", "h": "hours", "m": "minutes"}[ago.group(2)]
-        return now - dt.timedelta(**{unit: int(ago.group(1))})
+    text = value.strip()
+    bad = ExportError(f"--since {value!r} is neither 30d/12h/45m nor an ISO date such as 2026-12-01")
+    if not text.isascii():
+        raise bad  # "٧d" or a date in other digits: int() and fromisoformat() would read them
+    ago = AGO.match(text)
     try:
-        when = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ExportError(
-            f"--since {value!r} is neither 30d/12h/45m nor an ISO date such as 2026-12-01"
-        ) from None
+        if ago:
+            unit = {"d": "days", "h": "hours", "m": "minutes"}[ago.group(2)]
+            return now - dt.timedelta(**{unit: int(ago.group(1))})
+        when = dt.datetime.fromisoformat(text)
+    except (ValueError, OverflowError):
+        raise bad from None  # OverflowError: further back than datetime reaches (99999999999d)
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated
 
 import typer
@@ -27,6 +27,7 @@ from budgetq.adapters.store.runs import Progress
 from budgetq.adapters.store.selection import resolve_refs
 from budgetq.cli import app, plan_view
 from budgetq.cli.environment import Environment, console, database, fail, fail_line, worker_env
+from budgetq.cli.option_values import seconds, usd
 from budgetq.cli.watch import watch
 from budgetq.domain.selector import Selector, SelectorKind, check_one_option, from_options, parse_refs
 from budgetq.domain.statuses import ApiMode, RunKind, RunStatus
@@ -40,20 +41,6 @@ out = Console(highlight=False)
 SetName = Annotated[
     str, typer.Argument(metavar="SET", help="The issue set's name (as given to `budgetq load --set`).")
 ]
-
-
-def usd(value: str) -> Decimal:
-    """A non-negative, finite amount of USD written with ASCII digits (``12.50``)."""
-    text = value.strip()
-    try:
-        if not text.isascii():
-            raise InvalidOperation
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise typer.BadParameter(f"{value!r} is not an amount of USD (e.g. 12.50)") from None
-    if not amount.is_finite() or amount < 0:
-        raise typer.BadParameter(f"{value!r} is not a cap: give 0 or more USD") from None
-    return amount
 
 
 SpendCap = Annotated[
@@ -82,7 +69,9 @@ Fresh = Annotated[
     ),
 ]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the run until it ends.")]
-Timeout = Annotated[float, typer.Option(min=0, help="Stop following after this many seconds.")]
+Timeout = Annotated[
+    float, typer.Option(parser=seconds, metavar="SECONDS", help="Stop following after this many seconds.")
+]
 Workers = Annotated[
     int | None,
     typer.Option(

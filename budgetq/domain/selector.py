@@ -101,6 +101,19 @@ def from_options(failed_only: bool, issues: str | None, priority: int | None) ->
     return Selector()
 
 
+# The largest id a table holds (PostgreSQL bigint): a larger number names nothing, and sent to PostgreSQL
+# it is an error instead.
+MAX_ID = 2**63 - 1
+
+
+def as_id(text: str) -> int | None:
+    """The id ``text`` writes in ASCII digits, if it is one a table can hold; None otherwise."""
+    if not (text.isascii() and text.isdigit()):
+        return None  # "٣" and "²" pass isdigit(); int() reads the first as 3 and refuses the second
+    number = int(text)
+    return number if number <= MAX_ID else None
+
+
 def parse_ids(values: Sequence[str]) -> tuple[int, ...]:
     """Issue ids from text such as ``["12", " 14"]``, duplicates dropped, order kept."""
     ids: dict[int, None] = {}
@@ -108,9 +121,13 @@ def parse_ids(values: Sequence[str]) -> tuple[int, ...]:
         text = value.strip()
         if not text:
             continue
-        if not text.isdigit():
-            raise SelectorError(f"issue id {text!r} is not a number; pass ids as --issues 12,14,15")
-        ids[int(text)] = None
+        number = as_id(text)
+        if number is None:
+            raise SelectorError(
+                f"issue id {text!r} is not a number written in 0-9 (at most {MAX_ID:,}); "
+                "pass ids as --issues 12,14,15"
+            )
+        ids[number] = None
     if not ids:
         raise SelectorError("--issues needs at least one issue id, e.g. --issues 12,14,15")
     return tuple(ids)

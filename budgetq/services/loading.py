@@ -26,6 +26,9 @@ from budgetq.errors import IngestError
 from budgetq.services.manifests import manifest_beside, read_manifest
 
 RUN_RESULTS = "run_results.json"
+# An Elementary CSV field (a compiled test query, a result sample) may be long, never a GiB: past this a
+# file is refused. The csv module's limit is process-wide, so it is set only while a file is read.
+TOOL_FIELD_MAX_CHARS = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -274,5 +277,14 @@ def _table_rows(path: Path) -> Iterator[Mapping[str, object]]:
                         raise IngestError(f"{path.name} line {number}: not valid JSON: {exc}") from exc
             return
         handle.seek(0)
-        csv.field_size_limit(1 << 30)
-        yield from csv.DictReader(handle)
+        previous = csv.field_size_limit(TOOL_FIELD_MAX_CHARS)
+        reader = csv.DictReader(handle)
+        try:
+            yield from reader
+        except csv.Error as exc:
+            raise IngestError(
+                f"{path.name} line {reader.line_num + 1}: {exc} "
+                f"({TOOL_FIELD_MAX_CHARS:,} characters at most); nothing was loaded"
+            ) from exc
+        finally:
+            csv.field_size_limit(previous)

@@ -247,3 +247,29 @@ def test_elementary_rows_in_jsonl_are_told_from_issue_rows_whatever_the_suffix(t
     renamed.write_text(path.read_text())
     assert sniff(renamed, None) is LoadFormat.ELEMENTARY
     assert len(parse_file(path, LoadFormat.ELEMENTARY).findings) == 1
+
+
+def test_elementary_csv_rows_leave_the_process_wide_field_limit_as_it_was(tmp_path: Path) -> None:
+    # Given the csv module's process-wide field limit, and an Elementary CSV
+    import csv
+
+    before = csv.field_size_limit()
+
+    # When its rows are read
+    parse_file(FIXTURES / "elementary_test_results.csv", LoadFormat.ELEMENTARY)
+
+    # Then the limit is what it was (reading used to set it to 1 GiB for the whole process)
+    assert csv.field_size_limit() == before
+
+
+def test_an_elementary_csv_field_past_the_bound_is_an_ingest_error_naming_its_line(tmp_path: Path) -> None:
+    # Given an Elementary CSV whose second row holds a query far past any real one
+    from budgetq.services.loading import TOOL_FIELD_MAX_CHARS
+
+    rows = (FIXTURES / "elementary_test_results.csv").read_text().splitlines(keepends=True)
+    path = tmp_path / "elementary.csv"
+    path.write_text(rows[0] + rows[1] + "e9,x9," + "q" * (TOOL_FIELD_MAX_CHARS + 10) + ",t\n")
+
+    # When it is read, Then one IngestError names the file, the line and the bound: no csv.Error escapes
+    with pytest.raises(IngestError, match=r"elementary\.csv line 3: .*field.*10,485,760"):
+        parse_file(path, LoadFormat.ELEMENTARY)

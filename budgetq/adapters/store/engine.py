@@ -9,11 +9,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 from budgetq.errors import ConfigurationError
 from budgetq.settings import Settings
@@ -25,7 +30,15 @@ def sqlalchemy_url(url: str) -> str:
     """Turn any PostgreSQL URL (``postgres://``, ``postgresql://``, a socket URL) into one for psycopg 3."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
+            converted = "postgresql+psycopg://" + url[len(prefix) :]
+            try:
+                make_url(converted)  # a port that is not a number is a ValueError here, not later
+            except (ArgumentError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"cannot parse the database URL {url.split('@')[-1]!r}: {exc}; set BUDGETQ_DATABASE_URL "
+                    "to postgresql://user:password@host:5432/dbname"
+                ) from None
+            return converted
     raise ConfigurationError(
         f"database URL {url.split('@')[-1]!r} is not a PostgreSQL URL; "
         "set BUDGETQ_DATABASE_URL to postgresql://user:password@host:5432/dbname"
@@ -121,19 +134,68 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def _migrate(url: str, revision: str, *, up: bool, connect_timeout_s: float) -> None:
-    from alembic import command
+def _migration_config(url: str, connect_timeout_s: float) -> Config:
     from alembic.config import Config
-    from alembic.util import CommandError
-    from sqlalchemy.exc import OperationalError
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["database_url"] = url
     # A migration may rewrite a large table: bounded in connecting, never cut by a statement timeout.
     config.attributes["connect_args"] = DatabaseTimeouts(connect_timeout_s, None).connect_args()
+    return config
+
+
+def _current(config: Config) -> tuple[str, ...]:
+    """The revisions the database at the config's URL is at (none for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = create_engine(
+        make_url(sqlalchemy_url(config.attributes["database_url"])),
+        connect_args=config.attributes["connect_args"],
+    )
     try:
+        with engine.connect() as conn:
+            return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
+    finally:
+        engine.dispose()
+
+
+def _described(script: ScriptDirectory, revisions: tuple[str, ...]) -> str:
+    heads = set(script.get_heads())
+    return ", ".join(f"{r} (head)" if r in heads else r for r in revisions) or "no budgetq schema"
+
+
+def _refuse_going_down(script: ScriptDirectory, revision: str, current: tuple[str, ...]) -> None:
+    """Alembic's upgrade to a revision below the database's does nothing and reports nothing: say so."""
+    try:
+        target = script.get_revision(revision)
+    except Exception:  # noqa: BLE001 - an unknown or relative revision: the upgrade itself reports it
+        return
+    if target is None:
+        return
+    for at in current:
+        below = {s.revision for s in script.walk_revisions(base="base", head=at)}
+        if target.revision != at and target.revision in below:
+            raise ConfigurationError(
+                f"`budgetq db upgrade {revision}` would be a downgrade: the database is at "
+                f"{_described(script, current)}, above {target.revision}; an upgrade only moves toward "
+                "head, and a downgrade is a restore from backup (docs/operations.md)"
+            )
+
+
+def _migrate(url: str, revision: str, *, up: bool, connect_timeout_s: float) -> str:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+    from sqlalchemy.exc import OperationalError
+
+    config = _migration_config(url, connect_timeout_s)
+    script = ScriptDirectory.from_config(config)
+    try:
+        if up:
+            _refuse_going_down(script, revision, _current(config))
         (command.upgrade if up else command.downgrade)(config, revision)
+        return _described(script, _current(config))
     except CommandError as exc:
         raise ConfigurationError(f"cannot migrate to revision {revision!r}: {exc}") from exc
     except OperationalError as exc:
@@ -143,14 +205,17 @@ def _migrate(url: str, revision: str, *, up: bool, connect_timeout_s: float) -> 
         ) from exc
 
 
-def upgrade(url: str, revision: str = "head", *, connect_timeout_s: float = 10.0) -> None:
-    """Run the Alembic migrations up to ``revision`` against ``url``."""
-    _migrate(url, revision, up=True, connect_timeout_s=connect_timeout_s)
+def upgrade(url: str, revision: str = "head", *, connect_timeout_s: float = 10.0) -> str:
+    """Run the Alembic migrations up to ``revision`` against ``url``; the revision it ends at, described.
+
+    A ``revision`` below the database's is refused (ConfigurationError): an upgrade never goes down.
+    """
+    return _migrate(url, revision, up=True, connect_timeout_s=connect_timeout_s)
 
 
-def downgrade(url: str, revision: str, *, connect_timeout_s: float = 10.0) -> None:
-    """Run the Alembic migrations down to ``revision`` against ``url``."""
-    _migrate(url, revision, up=False, connect_timeout_s=connect_timeout_s)
+def downgrade(url: str, revision: str, *, connect_timeout_s: float = 10.0) -> str:
+    """Run the Alembic migrations down to ``revision`` against ``url``; the revision it ends at."""
+    return _migrate(url, revision, up=False, connect_timeout_s=connect_timeout_s)
 
 
 def ensure_migrated(engine: Engine) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.store.models import Issue, Run, RunIssue
-from budgetq.domain.selector import Selector, SelectorKind
+from budgetq.domain.selector import Selector, SelectorKind, as_id
 from budgetq.domain.statuses import IssueState, IssueStatus, RunStatus
 from budgetq.errors import NotFoundError
 
@@ -87,15 +87,17 @@ def resolve_refs(session: Session, set_id: int, set_name: str, refs: Sequence[st
         select(Issue.external_id, Issue.id).where(Issue.set_id == set_id, Issue.external_id.in_(refs))
     )
     by_external: dict[str, int] = {str(external): int(internal) for external, internal in rows}
-    numbers = [int(r) for r in refs if r not in by_external and r.isdigit()]
-    known = set(session.scalars(select(Issue.id).where(Issue.set_id == set_id, Issue.id.in_(numbers))))
+    numbers = {r: as_id(r) for r in refs if r not in by_external}
+    wanted = [n for n in numbers.values() if n is not None]
+    known = set(session.scalars(select(Issue.id).where(Issue.set_id == set_id, Issue.id.in_(wanted))))
     ids: dict[int, None] = {}
     unknown: list[str] = []
     for ref in refs:
+        number = numbers.get(ref)
         if ref in by_external:
             ids[by_external[ref]] = None
-        elif ref.isdigit() and int(ref) in known:
-            ids[int(ref)] = None
+        elif number is not None and number in known:
+            ids[number] = None
         else:
             unknown.append(ref)
     if unknown:
