@@ -12,9 +12,9 @@ parts are the modules beside it: config, http, requests, messages, answers, log,
 and batches (the Message Batches API, whose requests are answered by this same Messages endpoint);
 its command line is ``__main__``.
 
-Admin endpoints (not Anthropic's): ``GET /_standin/log``, ``GET|POST /_standin/faults``,
-``POST /_standin/limits``, ``GET|POST /_standin/batches``, ``POST /_standin/reset``,
-``GET /_standin/health``.
+Admin endpoints (not Anthropic's): ``GET /_standin/log``, ``GET /_standin/counts``,
+``GET|POST /_standin/faults``, ``POST /_standin/limits``, ``GET|POST /_standin/batches``,
+``POST /_standin/reset``, ``GET /_standin/health``.
 
 Run it alone: ``python -m budgetq.devtools.standin --port 8765 [--faults JSON|@file]``.
 """
@@ -99,6 +99,13 @@ class StandIn:
 
     def log(self) -> list[JSONDict]:
         return self._log.entries()
+
+    def counts(self) -> JSONDict:
+        """How many Messages requests arrived and how many were answered (a 200 with usage, billed even
+        if the client is gone when the reply goes out); Message Batch requests included."""
+        messages = [e for e in self._log.entries() if e["path"] == "/v1/messages"]
+        answered = [e for e in messages if e["status"] == 200 and "stream_overloaded" not in e["faults"]]
+        return {"messages_received": len(messages), "messages_answered": len(answered)}
 
     def set_faults(self, plan: FaultPlan) -> None:
         with self._lock:
@@ -229,6 +236,8 @@ class StandIn:
             result: object
             if method == "GET" and name == "log":
                 result = self.log()
+            elif method == "GET" and name == "counts":
+                result = self.counts()
             elif method == "GET" and name in ("faults", "health"):
                 result = self._faults.to_dict() if name == "faults" else {"ok": True}
             elif method == "POST" and name == "faults":
