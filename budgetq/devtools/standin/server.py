@@ -244,7 +244,11 @@ class StandIn:
                 self.set_faults(FaultPlan.from_dict(data))
                 result = self._faults.to_dict()
             elif method == "GET" and name == "batches":
-                result = {"behaviour": self.batches.behaviour.to_dict(), "batches": self.batches.summary()}
+                result = {
+                    "behaviour": self.batches.behaviour.to_dict(),
+                    "batches": self.batches.summary(),
+                    "create_attempts": self.batches.create_attempts,
+                }
             elif method == "POST" and name == "batches":
                 self.batches.set_behaviour(BatchBehaviour.from_dict(data))
                 result = self.batches.behaviour.to_dict()
