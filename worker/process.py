@@ -23,7 +23,6 @@ from budgetq.adapters.store import spend as spend_store
 from budgetq.adapters.store.engine import transaction
 from budgetq.domain.settle import Outcome, judge
 from budgetq.errors import (
-    CassetteMissingError,
     LeaseLostError,
     LLMCallError,
     PromptTooLongError,
@@ -36,7 +35,7 @@ from budgetq.errors import (
     SpendLimitReachedError,
 )
 from worker import durable, settle
-from worker.guarding import calibration_for, guard
+from worker.guarding import calibration_for, exact_count, guard
 from worker.ledger import CallLedger
 from worker.resources import Resources
 from worker.telemetry import observe_attempt
@@ -99,17 +98,11 @@ class BatchProcessor:
         g = guard(claim, calibration, self.settings.count_tokens_margin)
         estimated, request = g.estimated, g.request
         client = self.resources.client(claim.mode, claim.model)
-        counted: int | None = None
-        if g.needs_count:
-            # The exact count is free, and rate-limited apart from calls.
-            try:
-                counted = client.count_tokens(request)
-            except CassetteMissingError:
-                # Replay of a run that trusted its estimate here: decide on the estimate, as it did.
-                counted = None
-            except LLMCallError as exc:
-                return self._call_failed(claim, exc)
-        refusal = g.refusal(counted)
+        try:
+            counted, uncountable = exact_count(client, g, claim.model)
+        except LLMCallError as exc:
+            return self._call_failed(claim, exc)
+        refusal = g.refusal(counted, uncountable=uncountable)
         if refusal is not None:
             return self._split_or_fail(claim, refusal)
 

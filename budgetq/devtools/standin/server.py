@@ -176,6 +176,11 @@ class StandIn:
         return reply.status, reply.body
 
     def _count_tokens(self, body: bytes, entry: JSONDict) -> Reply:
+        status = self.config.count_tokens_status
+        if status is not None:
+            raise ApiFailure(
+                status, "not_found_error", f"Not found: POST /v1/messages/count_tokens ({status})"
+            )
         req = parse_request(body, counting=True)
         total = self._tokens.count(req).total
         entry.update(
