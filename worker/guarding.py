@@ -18,7 +18,7 @@ from budgetq.adapters.store import batches as store
 from budgetq.adapters.store.calibration import observed_ratios
 from budgetq.adapters.store.engine import transaction
 from budgetq.domain.answers import PromptIssue
-from budgetq.domain.budget import guard_limit, needs_exact_count
+from budgetq.domain.budget import billable_input, guard_limit, needs_exact_count
 from budgetq.domain.calls import CallRequest
 from budgetq.domain.prompt import build_prompt
 from budgetq.domain.tokens import Calibration, checked_calibration
@@ -43,6 +43,7 @@ class Guarded:
     # Where an estimate must stay when the exact count was needed but cannot be had (count_tokens is
     # missing behind the base URL): ``margin`` of the guard, the room the count would have checked.
     estimate_only_limit: int = 0
+    margin: float = 1.0  # how far below the truth an estimate is trusted to be (the count margin)
 
     def refusal(self, counted: int | None, *, uncountable: bool = False) -> str | None:
         """Why the request may not be sent (its input + max_tokens over the guard), or None;
@@ -62,9 +63,11 @@ class Guarded:
         return f"{word} input {decided} + max_tokens {max_tokens} exceeds the guard of {self.limit}"
 
     def most_input(self, counted: int | None) -> int:
-        """The most input the request can bill (what a spend reservation covers): the exact count when
-        known, else the larger estimate."""
-        return counted if counted is not None else max(self.estimated, self.guarded)
+        """The most input the request can bill (what a spend reservation covers, and the price tier it
+        is priced at): the exact count when known, else the larger estimate with the margin's headroom,
+        within what the guard leaves."""
+        room = self.limit - self.request.max_tokens
+        return billable_input(max(self.estimated, self.guarded), counted, room, self.margin)
 
 
 def calibration_for(sessions: sessionmaker[Session], settings: Settings, claim: store.Claim) -> Calibration:
@@ -101,7 +104,7 @@ def guard(
     )
     # Close to the guard, or before provenance confirms the calibration, an estimate is not good enough.
     count = needs_exact_count(guarded, claim.max_tokens, limit, margin, confirmed=calibration.confirmed)
-    return Guarded(request, estimated, guarded, limit, count, int(limit * margin))
+    return Guarded(request, estimated, guarded, limit, count, int(limit * margin), margin)
 
 
 def exact_count(client: BudgetAwareLLMClient, g: Guarded, model: str) -> tuple[int | None, bool]:
