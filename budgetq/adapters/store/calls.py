@@ -142,3 +142,16 @@ def mark_unknown(session: Session, batch_ids: Sequence[int]) -> int:
         .returning(LLMCall.id)
     ).all()
     return len(rows)
+
+
+def mark_unknown_reserved(session: Session, reservation_ids: Sequence[int]) -> int:
+    """Mark the pending rows of reservations given up as unknown (stale: nothing settled them); how many."""
+    if not reservation_ids:
+        return 0
+    rows = session.scalars(
+        update(LLMCall)
+        .where(LLMCall.reservation_id.in_(reservation_ids), LLMCall.status == CallOutcome.PENDING.value)
+        .values(status=CallOutcome.UNKNOWN.value, finished_at=func.now())
+        .returning(LLMCall.id)
+    ).all()
+    return len(rows)
