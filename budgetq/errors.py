@@ -10,7 +10,8 @@ BudgetqError
 ├── LLMCallError              a Messages API call failed; carries status and request id
 │   ├── RetryableCallError    429, 529, 5xx, 408, 409, connection errors and timeouts
 │   ├── NonRetryableCallError 400, 401, 403, 404 and other 4xx: retrying unchanged cannot help
-│   │   └── CassetteMissingError replay mode has no recorded answer for the request
+│   │   ├── CassetteMissingError replay mode has no recorded answer for the request
+│   │   └── CountTokensUnavailableError the endpoint has no count_tokens (a gateway's 404): estimate instead
 │   ├── PromptTooLongError    the request overflowed the window or max_tokens: split the batch
 │   └── SpendLimitReachedError the organisation's spend limit is reached: stop the run
 ├── AnswerInvalidError        the model's answer could not be used (malformed, refused, truncated)
@@ -78,6 +79,10 @@ class RetryableCallError(LLMCallError):
 
 class NonRetryableCallError(LLMCallError):
     """A failure that the same request will meet again (bad request, auth, not found)."""
+
+
+class CountTokensUnavailableError(NonRetryableCallError):
+    """``messages.count_tokens`` does not exist behind this base URL (404 or 405): decide on the estimate."""
 
 
 class PromptTooLongError(LLMCallError):

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     daily_spend_cap_usd: Decimal | None = Field(default=None, ge=0, le=MAX_CAP_USD, allow_inf_nan=False)
     # A batch refused only because calls in flight hold the cap's room goes back to the queue this long.
     spend_cap_wait_s: float = Field(default=10.0, gt=0)
+    # A synchronous call's reservation still held this long after it was made is given up as unknown
+    # (counted, no longer waited for); one unknown this long is released, its worst case left in the
+    # cost views (llm_calls.unknown_usd). Longer than any attempt lives (call_timeout_s). Message Batch
+    # requests are exempt: their results settle them whenever they arrive.
+    unknown_reservation_ttl_s: float = Field(default=3600.0, gt=0)
 
     # The distributed rate limit shared by all workers through Redis (None: no limit of our own; the
     # API's anthropic-ratelimit-* headers still lower it when they announce one).

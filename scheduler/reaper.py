@@ -3,11 +3,14 @@
 One pass, in order:
 1. running batches whose lease expired go back to the queue with one more failure (or end
    ``failed`` at ``batch_max_failures``) and are sent again at once; the spend their calls reserved
-   stays counted (the outcome is unknown) but is no longer waited for;
+   stays counted (the outcome is unknown) but is no longer waited for, and their pending
+   ``llm_calls`` rows are marked ``unknown``;
 2. queued batches nobody claimed for a while are sent again (their message may be lost: Redis
    flushed or restarted empty); with the broker's queue empty that is after two intervals;
-3. queued batches of stopped runs end ``failed`` with the run's reason;
-4. running runs whose batches are all terminal are closed.
+3. synchronous spend reservations nothing settled are given up: held past
+   ``unknown_reservation_ttl_s`` become unknown (no longer waited for), unknown that long are released;
+4. queued batches of stopped runs end ``failed`` with the run's reason;
+5. running runs whose batches are all terminal are closed.
 
 ``reap_once`` is the whole pass as a function (tests call it directly); ``register`` puts it on a
 Celery app as the REAP task and ``beat_entry`` schedules it.
@@ -24,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.observability.metrics import observe_lease_expiry
 from budgetq.adapters.queue.celery_app import LLM_QUEUE, PROCESS_BATCH, REAP, SCHEDULER_QUEUE
+from budgetq.adapters.store import calls, stale_reservations
 from budgetq.adapters.store import reaper as store
 from budgetq.adapters.store import spend as spend_store
 from budgetq.adapters.store.engine import ProcessSessions, transaction
@@ -68,8 +72,11 @@ def reap_once(sessions: sessionmaker[Session], app: Celery, settings: Settings) 
     with transaction(sessions) as session:
         verdicts = [verdict(lease, settings.batch_max_failures) for lease in store.expired_leases(session)]
         store.apply_verdicts(session, verdicts)
-        # Their workers are gone: what those calls reserved stays counted, but is no longer in flight.
-        spend_store.abandon_held(session, [v.batch_id for v in verdicts])
+        # Their workers are gone: what those calls reserved stays counted, but is no longer in flight;
+        # their pending rows become unknown (maybe billed), their worst case kept in the cost views.
+        expired = [v.batch_id for v in verdicts]
+        spend_store.abandon_held(session, expired)
+        calls.mark_unknown(session, expired)
     observe_lease_expiry("reaper", len(verdicts))
     for v in verdicts:
         log.warning("reaper: batch %s %s: %s", v.batch_id, v.status.value, v.reason)
@@ -80,6 +87,17 @@ def reap_once(sessions: sessionmaker[Session], app: Celery, settings: Settings) 
     resent = _send(app, sessions, unclaimed)
     if resent:
         log.warning("reaper: sent %d queued batches again (unclaimed for %.0fs)", len(resent), wait)
+    with transaction(sessions) as session:
+        # Reservations nothing will settle must not hold a capped run forever.
+        unknown, released = stale_reservations.expire_stale(session, settings.unknown_reservation_ttl_s)
+        calls.mark_unknown_reserved(session, unknown)
+    if unknown or released:
+        log.warning(
+            "reaper: %d spend reservations held past %.0fs given up as unknown, %d unknown ones released",
+            len(unknown),
+            settings.unknown_reservation_ttl_s,
+            released,
+        )
     with transaction(sessions) as session:
         orphans = store.close_orphans(session)
         finished = store.finish_done_runs(session)

@@ -26,8 +26,9 @@ from budgetq.adapters.llm.client import Attempt, CallRequest
 from budgetq.adapters.store import spend as spend_store
 from budgetq.adapters.store.engine import transaction
 from budgetq.domain.catalog import get_model, prices_on
-from budgetq.domain.spend import Settlement, overrun, reservation_for, settlement_of
+from budgetq.domain.spend import overrun, reservation_for
 from worker import durable
+from worker.ledger import CallLedger, close_reservation
 
 log = logging.getLogger("budgetq.worker")
 
@@ -82,6 +83,7 @@ class SpendContext:
     run_id: int
     batch_id: int
     input_tokens: int
+    ledger: CallLedger | None = None  # writes each attempt's llm_calls row with its reservation
 
 
 class SpendGate:
@@ -105,9 +107,12 @@ class SpendGate:
         self._local = threading.local()
 
     @contextmanager
-    def call(self, run_id: int, batch_id: int, input_tokens: int) -> Iterator[None]:
-        """Pay this thread's attempts from ``run_id`` while the block runs."""
-        self._local.context = SpendContext(run_id, batch_id, input_tokens)
+    def call(
+        self, run_id: int, batch_id: int, input_tokens: int, ledger: CallLedger | None = None
+    ) -> Iterator[None]:
+        """Pay this thread's attempts from ``run_id`` while the block runs; ``ledger`` writes each
+        attempt's row in the transactions that reserve and settle its spend."""
+        self._local.context = SpendContext(run_id, batch_id, input_tokens, ledger)
         try:
             yield
         finally:
@@ -121,9 +126,13 @@ class SpendGate:
         prices = prices_on(self._spec, self._today())
         amount = reservation_for(context.input_tokens, request.max_tokens, prices)
         with transaction(self._sessions()) as session:
-            self._local.reservation = spend_store.reserve(
+            reservation = spend_store.reserve(
                 session, context.run_id, context.batch_id, amount, self._daily_cap
             )
+            if context.ledger is not None:
+                # The row is committed with its reservation, before the request can be sent.
+                context.ledger.open(session, reservation, amount)
+        self._local.reservation = reservation
 
     def after_attempt(self, request: CallRequest, attempt: Attempt) -> None:
         """Settle at the actual cost, release after an error reply, keep when the outcome is unknown."""
@@ -131,21 +140,21 @@ class SpendGate:
         self._local.reservation = None
         if reservation is None:
             return
-        decision = settlement_of(attempt.http_status, attempt.usage is not None)
+        context: SpendContext | None = getattr(self._local, "context", None)
+        ledger = None if context is None else context.ledger
         what = f"spend reservation {reservation.id}"
         try:
             # Retried through a short outage, so a paid call is counted as spent, not left held; a
             # reservation closes once only, so a retry after an unanswered COMMIT changes nothing.
             for retry in durable.retrying(self._write_window_s, attempt.finished_at, what):
                 with retry, transaction(self._sessions()) as session:
-                    if decision is Settlement.SETTLE:
-                        spend_store.settle(session, reservation, attempt.cost_usd)
-                    elif decision is Settlement.RELEASE:
-                        spend_store.release(session, reservation)
+                    if ledger is not None:
+                        ledger.settle(session, attempt)  # the reservation and the attempt's row
                     else:
-                        spend_store.keep(session, reservation)
+                        close_reservation(session, reservation, attempt)
         except Exception:  # noqa: BLE001 - the call's answer must not be lost to a bookkeeping failure
-            # The reservation stays held, so it keeps counting against the caps: the safe side.
+            # The reservation stays held and the row pending, so it keeps counting against the caps (the
+            # safe side); the worker settles both again with the answer, or the reaper marks them unknown.
             log.exception("spend reservation %s could not be settled; it stays held", reservation.id)
         excess = overrun(reservation.amount, attempt.cost_usd)
         if excess:
@@ -162,8 +171,11 @@ class SpendGate:
         self._local.reservation = None
         if reservation is None:
             return
+        context: SpendContext | None = getattr(self._local, "context", None)
         try:
             with transaction(self._sessions()) as session:
                 spend_store.release(session, reservation)
+                if context is not None and context.ledger is not None:
+                    context.ledger.discard(session)
         except Exception:  # noqa: BLE001 - held is the safe side
             log.exception("spend reservation %s could not be released; it stays held", reservation.id)

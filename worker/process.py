@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from budgetq.adapters.llm.client import Attempt, LLMCallResult
 from budgetq.adapters.observability.metrics import observe_lease_expiry
 from budgetq.adapters.store import batches as store
-from budgetq.adapters.store import lifecycle, outbox, recovery, run_issues
+from budgetq.adapters.store import calls, lifecycle, outbox, recovery, run_issues
+from budgetq.adapters.store import spend as spend_store
 from budgetq.adapters.store.engine import transaction
 from budgetq.domain.settle import Outcome, judge
 from budgetq.errors import (
-    CassetteMissingError,
     LeaseLostError,
     LLMCallError,
     PromptTooLongError,
@@ -35,7 +35,8 @@ from budgetq.errors import (
     SpendLimitReachedError,
 )
 from worker import durable, settle
-from worker.guarding import calibration_for, guard
+from worker.guarding import calibration_for, exact_count, guard
+from worker.ledger import CallLedger
 from worker.resources import Resources
 from worker.telemetry import observe_attempt
 
@@ -63,9 +64,12 @@ class BatchProcessor:
                 log.warning("batch %s: %s", batch_id, exc)
                 return Outcome.LEASE_LOST
             except Exception as exc:
-                # A bug or an outage here must not strand the batch until its lease expires.
+                # A bug or an outage here must not strand the batch until its lease expires, nor leave
+                # an attempt pending that nobody will settle.
                 log.exception("batch %s: unexpected error", batch_id)
-                return self._release_or_fail(claim, f"internal error: {type(exc).__name__}: {exc}")
+                return self._release_or_fail(
+                    claim, f"internal error: {type(exc).__name__}: {exc}", abandon_pending=True
+                )
 
     @contextmanager
     def _keep_lease(self, claim: store.Claim) -> Iterator[None]:
@@ -94,29 +98,25 @@ class BatchProcessor:
         g = guard(claim, calibration, self.settings.count_tokens_margin)
         estimated, request = g.estimated, g.request
         client = self.resources.client(claim.mode, claim.model)
-        counted: int | None = None
-        if g.needs_count:
-            # The exact count is free, and rate-limited apart from calls.
-            try:
-                counted = client.count_tokens(request)
-            except CassetteMissingError:
-                # Replay of a run that trusted its estimate here: decide on the estimate, as it did.
-                counted = None
-            except LLMCallError as exc:
-                return self._call_failed(claim, exc)
-        refusal = g.refusal(counted)
+        try:
+            counted, uncountable = exact_count(client, g, claim.model)
+        except LLMCallError as exc:
+            return self._call_failed(claim, exc)
+        refusal = g.refusal(counted, uncountable=uncountable)
         if refusal is not None:
             return self._split_or_fail(claim, refusal)
 
-        def record(attempt: Attempt) -> None:
-            self._record(claim, attempt, estimated, counted)
+        def observe(attempt: Attempt) -> None:
+            # Its row was closed with its spend reservation (the ledger, inside the spend gate).
             observe_attempt(claim, attempt, estimated_input=estimated, counted_input=counted)
 
-        # Reserve (the spend gate) and call; the rate limit is acquired per attempt inside the client.
+        # Reserve (the spend gate, which writes each attempt's row with its reservation) and call; the
+        # rate limit is acquired per attempt inside the client.
+        ledger = CallLedger(claim, estimated, counted, self.resources.host)
         gate = self.resources.spend_gate(claim.model)
         try:
-            with gate.call(claim.run_id, claim.batch_id, g.most_input(counted)):
-                result = client.send(request, on_attempt=record)
+            with gate.call(claim.run_id, claim.batch_id, g.most_input(counted), ledger):
+                result = client.send(request, on_attempt=observe)
         except RunCancelledError as exc:
             return self._cancelled(claim, str(exc))
         except SpendCapBusyError as exc:
@@ -131,30 +131,23 @@ class BatchProcessor:
             return self._call_failed(claim, exc)
         # Failed attempts were observed as they were recorded; the answered one is observed here, once.
         observe_attempt(claim, result.attempts[-1], estimated_input=estimated, counted_input=counted)
-        return self._settle(claim, result, estimated, counted)
+        return self._settle(claim, result, ledger)
 
-    def _settle(
-        self, claim: store.Claim, result: LLMCallResult, estimated: int, counted: int | None
-    ) -> Outcome:
+    def _settle(self, claim: store.Claim, result: LLMCallResult, ledger: CallLedger) -> Outcome:
         """Settle and record the answered call in one transaction, riding out a short outage."""
         attempt = result.attempts[-1]
         verdict = judge(result.tool_input, result.stop_reason, claim.issue_ids)
         max_failures = self.settings.batch_max_failures
 
         def write(session: Session) -> settle.Settled:
-            # The paid call's provenance and what its answer means for the batch: one transaction.
-            call_id = store.record_attempt(
-                session,
-                claim,
-                attempt,
-                estimated_input=estimated,
-                counted_input=counted,
-                host=self.resources.host,
-            )
+            # Settled already with its reservation, unless that write failed: settling again is a no-op.
+            call_id = ledger.settle(session, attempt)
+            if call_id is None:
+                raise AssertionError(f"batch {claim.batch_id}: an answered attempt without its row")
             return settle.apply(session, claim, verdict, call_id, max_failures)
 
         def written(session: Session) -> settle.Settled | None:
-            if recovery.recorded_call_id(session, claim.batch_id, attempt) is None:
+            if recovery.still_held(session, claim.batch_id, claim.token):
                 return None
             return settle.recovered(claim.batch_id, *recovery.batch_outcome(session, claim.batch_id))
 
@@ -162,8 +155,7 @@ class BatchProcessor:
         try:
             settled = durable.write(sessions, self.settings, claim.batch_id, attempt, write, written)
         except LeaseLostError:
-            # The call happened and was billed: its provenance is kept even though its answers are not.
-            self._record(claim, attempt, estimated, counted)
+            # The call happened and was billed: its row was closed with its reservation, answers or not.
             raise
         except Exception as exc:
             if not durable.unreachable(exc):
@@ -171,22 +163,6 @@ class BatchProcessor:
             return self._unrecorded(claim, attempt, exc)
         self.resources.enqueue(settled.follow_ups)
         return settled.outcome
-
-    def _record(self, claim: store.Claim, attempt: Attempt, estimated: int, counted: int | None) -> None:
-        def write(session: Session) -> int:
-            return store.record_attempt(
-                session,
-                claim,
-                attempt,
-                estimated_input=estimated,
-                counted_input=counted,
-                host=self.resources.host,
-            )
-
-        def written(session: Session) -> int | None:
-            return recovery.recorded_call_id(session, claim.batch_id, attempt)
-
-        durable.write(self.resources.sessions, self.settings, claim.batch_id, attempt, write, written)
 
     def _cancelled(self, claim: store.Claim, reason: str) -> Outcome:
         """The run was cancelled before this attempt: nothing is sent; the batch ends cancelled (attempts
@@ -257,9 +233,25 @@ class BatchProcessor:
     def _split_or_fail(self, claim: store.Claim, reason: str) -> Outcome:
         return self._settled(lambda s: settle.split_or_fail(s, claim, reason))
 
-    def _release_or_fail(self, claim: store.Claim, reason: str, countdown: float | None = None) -> Outcome:
+    def _release_or_fail(
+        self,
+        claim: store.Claim,
+        reason: str,
+        countdown: float | None = None,
+        *,
+        abandon_pending: bool = False,
+    ) -> Outcome:
         max_failures = self.settings.batch_max_failures
-        return self._settled(lambda s: settle.release_or_fail(s, claim, reason, max_failures), countdown)
+
+        def write(session: Session) -> settle.Settled:
+            if abandon_pending:
+                # This worker holds the batch: nothing of it is in flight any more; what was not
+                # settled may have been billed (the reaper's rule for a dead worker).
+                calls.mark_unknown(session, [claim.batch_id])
+                spend_store.abandon_held(session, [claim.batch_id])
+            return settle.release_or_fail(session, claim, reason, max_failures)
+
+        return self._settled(write, countdown)
 
     def _settled(self, write: Callable[[Session], settle.Settled], countdown: float | None = None) -> Outcome:
         """Write a settle decision in its own transaction, then send what it queued."""

@@ -7,6 +7,7 @@ settings and either return or raise ``BudgetExceededError`` before any network c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from budgetq.errors import BudgetExceededError, ConfigurationError
@@ -94,6 +95,17 @@ def utilization(input_tokens: int, max_tokens: int, context_window: int) -> floa
             "check the model entry in budgetq/domain/catalog.py"
         )
     return (input_tokens + max_tokens) / context_window
+
+
+def billable_input(estimated: int, counted: int | None, room: int, margin: float) -> int:
+    """The most input tokens a call can bill, what its spend reservation covers: the exact count when
+    known; else the estimate with the count margin's headroom (an estimate is trusted to within
+    ``margin``, closer to the guard it is counted), never more than the ``room`` the guard leaves."""
+    if counted is not None:
+        return counted
+    if not 0 < margin <= 1:
+        raise ValueError(f"margin must be in (0, 1], got {margin}")
+    return max(estimated, min(room, math.ceil(estimated / margin)))
 
 
 def needs_exact_count(

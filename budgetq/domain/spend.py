@@ -114,8 +114,11 @@ def waiting_reason(state: CapState, needed: Decimal) -> str:
 
 def cap_reached_reason(state: CapState, needed: Decimal) -> str:
     """The reason recorded on a run stopped by a cap, with every figure."""
+    unknown = state.reserved - state.held
+    # Reservations of outcomes nobody knows stay counted until BUDGETQ_UNKNOWN_RESERVATION_TTL_S.
+    of_which = f" (of which {unknown} of outcomes unknown)" if unknown > 0 else ""
     return (
-        f"spend cap reached ({state.scope}): spent {state.spent} + reserved {state.reserved} "
+        f"spend cap reached ({state.scope}): spent {state.spent} + reserved {state.reserved}{of_which} "
         f"+ needed {needed} > cap {state.cap}; raise the cap and reprocess the run's failed issues"
     )
 

@@ -52,6 +52,8 @@ class CallOutcome(StrEnum):
     ERROR = "error"
     PROMPT_TOO_LONG = "prompt_too_long"
     SPEND_LIMIT = "spend_limit"
+    PENDING = "pending"  # written before the request is sent; settled after it
+    UNKNOWN = "unknown"  # its worker died while pending: it may have been billed (the reaper's mark)
 
 
 class RunKind(StrEnum):

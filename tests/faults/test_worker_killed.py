@@ -109,3 +109,55 @@ def test_sigterm_mid_call_finishes_the_calls_in_flight_and_leaves_nothing_to_rec
     calls = [e for e in rig.standin.log() if e["path"] == "/v1/messages"]
     assert len(calls) == len(batch_ids)
     print(f"worker stopped {stopped_in:.1f}s after SIGTERM")
+
+
+def test_every_message_the_api_answered_has_a_row_after_repeated_sigkills(
+    rig: Rig, reaper: list[ReapReport]
+) -> None:
+    # Given a 1,000-issue run (100 batches of 10) on two workers of three threads whose calls take 2 s
+    rig.standin.config.latency_s = 2.0
+    run_id, batch_ids = rig.plan(1000, "ledger", per_call=10)
+    assert len(batch_ids) >= 100
+    workers = deque(rig.worker(3) for _ in range(2))
+
+    # When five times a worker is killed while every thread of both has a call at the stand-in (so no
+    # thread is between writing its row and sending), and a fresh one takes its place
+    hits = 0
+    for kill in range(5):
+        # The last victim's calls are still "in flight" at the stand-in until their replies go out.
+        time.sleep(2.5 if kill else 0.0)
+        deadline = time.monotonic() + 30
+        while in_flight(rig) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        hits += in_flight(rig) >= 6
+        sigkill(workers.popleft())
+        workers.append(rig.worker(3))
+    o = wait_until_settled(rig.sessions, run_id, timeout_s=180)
+    assert_every_issue_ended_once(o)
+
+    # Then every message the stand-in answered is one llm_calls row, answered or unknown, none pending
+    with transaction(rig.sessions) as session:
+        rows = dict(
+            session.execute(
+                text("SELECT status, count(*) FROM llm_calls WHERE run_id = :r GROUP BY status"),
+                {"r": run_id},
+            ).all()
+        )
+    answered = rig.standin.counts()["messages_answered"]
+    assert hits >= 4, f"only {hits} of 5 kills found every thread mid-call"
+    assert rows.get("ok", 0) + rows.get("unknown", 0) == answered, (rows, answered)
+    assert rows.get("pending", 0) == 0, rows
+    with transaction(rig.sessions) as session:
+        unknown_usd, held = session.execute(
+            text(
+                "SELECT (SELECT unknown_usd FROM cost_by_run WHERE run_id = :r), "
+                "(SELECT coalesce(sum(r.amount_usd), 0) FROM llm_calls c JOIN spend_reservations r "
+                " ON r.id = c.reservation_id WHERE c.run_id = :r AND c.status = 'unknown' "
+                " AND r.status = 'unknown')"
+            ),
+            {"r": run_id},
+        ).one()
+    # And the killed calls are in the cost views at their worst case, the reservation they held
+    assert rows.get("unknown", 0) >= hits, rows
+    assert unknown_usd == held > 0
+    print(f"{answered} messages answered; rows {rows}; unknown worst case {unknown_usd} USD")

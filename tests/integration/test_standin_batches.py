@@ -177,10 +177,47 @@ def test_the_admin_endpoint_sets_the_batch_behaviour(standin: StandIn) -> None:
         assert json.load(reply)["processing_delay_s"] == 2.5
     assert standin.batches.behaviour == BatchBehaviour(processing_delay_s=2.5, expired_rate=0.1)
     with urllib.request.urlopen(f"{standin.url}/_standin/batches") as reply:
-        assert json.load(reply) == {"behaviour": standin.batches.behaviour.to_dict(), "batches": []}
+        assert json.load(reply) == {
+            "behaviour": standin.batches.behaviour.to_dict(),
+            "batches": [],
+            "create_attempts": 0,
+        }
     bad = urllib.request.Request(
         f"{standin.url}/_standin/batches", data=b'{"expired_rate": 2}', method="POST"
     )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(bad)
     assert info.value.code == 400
+
+
+@pytest.mark.parametrize(
+    ("statuses", "creates", "created"),
+    [((400,), 1, False), ((404,), 1, False), ((529, 500), 3, True), ((429,), 2, True)],
+)
+def test_a_message_batch_create_is_retried_only_when_the_retry_policy_says_so(
+    standin: StandIn, statuses: tuple[int, ...], creates: int, created: bool
+) -> None:
+    # Given the adapter's Message Batches client on the stand-in, whose next creates answer ``statuses``
+    from budgetq.adapters.llm.client import BudgetAwareLLMClient
+    from budgetq.adapters.llm.message_batches import MessageBatchesClient
+    from budgetq.domain.calls import ReplayMode
+    from budgetq.errors import LLMCallError, NonRetryableCallError
+    from budgetq.settings import Settings
+
+    standin.batches.set_behaviour(BatchBehaviour(create_statuses=statuses))
+    settings = Settings(mode="standin", anthropic_base_url=standin.url, retry_base_s=0.001)
+    llm = BudgetAwareLLMClient(mode=ReplayMode.MOCK_TOOLS, model=MODEL, settings=settings, api_key="standin")
+    batches = MessageBatchesClient(llm, sleep=lambda _: None)
+
+    # When it creates a Message Batch
+    try:
+        state = batches.create(_requests(2))
+        error: LLMCallError | None = None
+    except LLMCallError as exc:
+        state, error = None, exc
+
+    # Then a refusal (4xx but 408/409/429) is not sent again; an overload, a 5xx or a 429 is retried
+    assert standin.batches.create_attempts == creates
+    assert (state is not None) is created
+    if not created:
+        assert isinstance(error, NonRetryableCallError) and error.status == statuses[0]

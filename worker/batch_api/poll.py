@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.llm.message_batches import MessageBatchesClient, MessageBatchState, RequestOutcome
-from budgetq.adapters.store import api_modes
+from budgetq.adapters.store import api_modes, calls
 from budgetq.adapters.store import batches as store
 from budgetq.adapters.store import message_batch_ingest as ingest
 from budgetq.adapters.store import message_batches as mb
@@ -187,7 +187,7 @@ class Poller:
         self, session: Session, claim: store.Claim, api_id: str, member: mb.Member, outcome: RequestOutcome
     ) -> int:
         """The result's ``llm_calls`` row, tagged with its Message Batch (unique per batch)."""
-        call_id = store.record_attempt(
+        call_id = calls.record_attempt(
             session,
             claim,
             outcome.attempt,

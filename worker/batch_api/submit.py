@@ -30,10 +30,15 @@ from budgetq.adapters.store import spend as spend_store
 from budgetq.adapters.store.completion import finish_if_done
 from budgetq.adapters.store.engine import transaction
 from budgetq.domain.message_batches import BatchRequest, body_bytes, group, request_for
-from budgetq.errors import ConfigurationError, LLMCallError, NonRetryableCallError, SpendCapExceededError
+from budgetq.errors import (
+    ConfigurationError,
+    LLMCallError,
+    NonRetryableCallError,
+    SpendCapExceededError,
+)
 from worker.batch_api.context import BatchApiContext, give_back
 from worker.batch_api.spend import close_reservations, hold_back, worst_case, worth_claiming
-from worker.guarding import calibration_for, guard
+from worker.guarding import calibration_for, exact_count, guard
 
 log = logging.getLogger("budgetq.worker.batch_api")
 
@@ -138,10 +143,9 @@ class Submitter:
         for claim in claims:
             calibration = calibration_for(self.api.resources.sessions, self.settings, claim)
             g = guard(claim, calibration, self.settings.count_tokens_margin, BATCH_CACHE_TTL)
-            counted: int | None = None
-            if g.needs_count:
-                counted = self.api.resources.client(claim.mode, claim.model).count_tokens(g.request)
-            refusal = g.refusal(counted)
+            client = self.api.resources.client(claim.mode, claim.model)
+            counted, uncountable = exact_count(client, g, claim.model)
+            refusal = g.refusal(counted, uncountable=uncountable)
             if refusal is not None:
                 self.api.split_apart(claim, refusal)
                 continue

@@ -37,12 +37,15 @@ from budgetq.domain.statuses import CallOutcome
 from budgetq.domain.tokens import estimate
 from budgetq.errors import (
     CassetteMissingError,
+    CountTokensUnavailableError,
     LLMCallError,
 )
 from budgetq.settings import Settings
 
 # Above this max_tokens the SDK refuses non-streaming requests (it expects them to outlive the HTTP timeout).
 STREAMING_THRESHOLD = 16_384
+# What a gateway without messages.count_tokens answers it: no such endpoint, or not this method.
+COUNT_TOKENS_MISSING = frozenset({404, 405})
 
 
 class BudgetAwareLLMClient:
@@ -145,6 +148,14 @@ class BudgetAwareLLMClient:
         except (anthropic.AnthropicError, httpx2.TransportError) as exc:
             failure = api_failure(exc)
             self._record("count_tokens", params, failure.interaction())
+            if failure.status in COUNT_TOKENS_MISSING:
+                raise CountTokensUnavailableError(
+                    f"messages.count_tokens answered {failure.status} {failure.error_type}: "
+                    f"{failure.message} (the endpoint at {self._base_url or 'the API'} has none)",
+                    status=failure.status,
+                    request_id=failure.request_id,
+                    error_type=failure.error_type,
+                ) from exc
             raise failure.error() from exc
         self._record("count_tokens", params, {"kind": "count", "input_tokens": counted})
         return counted

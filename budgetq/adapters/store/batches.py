@@ -1,4 +1,4 @@
-"""Batches under a lease: claim, record each attempt, complete, split, requeue or fail.
+"""Batches under a lease: claim, complete, split, requeue or fail (each attempt's row: ``calls``).
 
 Every write that changes a batch after its claim is fenced by the lease token: a worker that lost
 its lease (the reaper handed the batch to another) changes nothing and gets LeaseLostError.
@@ -16,9 +16,8 @@ from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from budgetq.adapters.llm.client import Attempt
 from budgetq.adapters.store import reuse
-from budgetq.adapters.store.models import Batch, BatchIssue, Issue, LLMCall, Result, Run, RunIssue
+from budgetq.adapters.store.models import Batch, BatchIssue, Issue, Result, Run, RunIssue
 from budgetq.adapters.store.run_issues import set_issue_status
 from budgetq.domain.answers import Answer
 from budgetq.domain.settle import half_failures
@@ -149,59 +148,6 @@ def _fence(session: Session, c: Claim, **values: object) -> None:
 
 def _close(session: Session, c: Claim, status: BatchStatus, reason: str) -> None:
     _fence(session, c, status=status.value, lease_token=None, last_error=reason, finished_at=func.now())
-
-
-def record_attempt(
-    session: Session,
-    c: Claim,
-    attempt: Attempt,
-    *,
-    estimated_input: int,
-    counted_input: int | None,
-    host: str,
-) -> int:
-    """Write one ``llm_calls`` row for an attempt; return its id. Not fenced: the attempt happened anyway."""
-    u = attempt.usage
-    billed = None if u is None else u.input_tokens + u.cache_creation_5m + u.cache_creation_1h + u.cache_read
-    return session.scalars(
-        insert(LLMCall).returning(LLMCall.id),
-        [
-            {
-                "run_id": c.run_id,
-                "batch_id": c.batch_id,
-                "attempt": attempt.number,
-                "model": c.model,
-                "mode": c.mode,
-                "request_id": attempt.request_id,
-                "status": attempt.outcome.value,
-                "error_type": attempt.error_type,
-                "error_message": attempt.error_message,
-                "http_status": attempt.http_status,
-                "estimated_input_tokens": estimated_input,
-                "counted_input_tokens": counted_input,
-                "input_tokens": None if u is None else u.input_tokens,
-                "output_tokens": None if u is None else u.output_tokens,
-                "cache_creation_input_tokens": None if u is None else u.cache_creation_5m,
-                "cache_creation_1h_input_tokens": None if u is None else u.cache_creation_1h,
-                "cache_read_input_tokens": None if u is None else u.cache_read,
-                "billed_input_tokens": billed,
-                "max_tokens": c.max_tokens,
-                "context_window": c.context_window,
-                "utilization": None if billed is None else (billed + c.max_tokens) / c.context_window,
-                "stop_reason": attempt.stop_reason,
-                "service_tier": attempt.service_tier,
-                "cost_usd": attempt.cost_usd,
-                # Stand-in and replayed calls are priced at list price but nobody is billed for them.
-                "would_have_cost": c.mode in ("standin", "replay"),
-                "price_version": attempt.price_version,
-                "retry_after_s": attempt.retry_after_s,
-                "latency_ms": attempt.latency_ms,
-                "started_at": attempt.started_at,
-                "finished_at": attempt.finished_at,
-                "worker_host": host,
-            }
-        ],
-    ).one()
 
 
 def _new_batch(session: Session, c: Claim, issue_ids: Sequence[int], reason: str, failures: int = 0) -> int:

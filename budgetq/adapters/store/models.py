@@ -254,6 +254,7 @@ class LLMCall(Base):
                 "status = 'ok' AND would_have_cost = false AND billed_input_tokens IS NOT NULL"
             ),
         ),
+        Index("llm_calls_pending_idx", "batch_id", postgresql_where=text("status = 'pending'")),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -290,6 +291,13 @@ class LLMCall(Base):
     # The Message Batch the call travelled in; (message_batch_id, batch_id) is unique, so a result
     # ingested twice is recorded once.
     message_batch_id: Mapped[str | None] = mapped_column(Text)
+    # The attempt's spend reservation, written and settled in the same transactions as this row.
+    reservation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("spend_reservations.id", ondelete="SET NULL")
+    )
+    # The worst case (the reservation) while nobody knows whether the attempt was billed: in flight
+    # (pending), given up (unknown), or a reply that broke off; 0 once billed or not is known.
+    unknown_usd: Mapped[Decimal] = mapped_column(USD, default=Decimal(0), server_default="0")
 
 
 class DailySpend(Base):

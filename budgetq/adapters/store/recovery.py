@@ -2,32 +2,30 @@
 
 When the connection to PostgreSQL breaks while COMMIT is in flight, the client cannot tell whether
 the transaction committed. A worker retrying the record of a call (``worker.durable``) asks here
-first: the call's ``llm_calls`` row exists only if the earlier try committed, and with it everything
-written in the same transaction.
+first: the batch is still running under the worker's lease only if the earlier try did not commit
+(every write that settles a batch ends its lease).
 """
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from budgetq.adapters.llm.client import Attempt
-from budgetq.adapters.store.models import Batch, LLMCall
+from budgetq.adapters.store.models import Batch
 from budgetq.domain.statuses import BatchStatus
 
 
-def recorded_call_id(session: Session, batch_id: int, attempt: Attempt) -> int | None:
-    """The ``llm_calls`` row already written for this attempt of the batch, if any (an attempt is
-    known by its number and the instant it started)."""
-    return session.scalar(
-        select(LLMCall.id)
-        .where(
-            LLMCall.batch_id == batch_id,
-            LLMCall.attempt == attempt.number,
-            LLMCall.started_at == attempt.started_at,
+def still_held(session: Session, batch_id: int, token: uuid.UUID) -> bool:
+    """Whether the batch is still running under lease ``token``: the write that would have closed it
+    (results, a split, a release) did not commit."""
+    held = session.scalar(
+        select(Batch.id).where(
+            Batch.id == batch_id, Batch.lease_token == token, Batch.status == BatchStatus.RUNNING.value
         )
-        .limit(1)
     )
+    return held is not None
 
 
 def batch_outcome(session: Session, batch_id: int) -> tuple[str, tuple[int, ...]]:

@@ -38,6 +38,8 @@ class BatchBehaviour:
     errored_rate: float = 0.0
     expired_rate: float = 0.0
     seed: int = 0
+    # The next creates answer these HTTP statuses in turn (an API error each), then creates succeed.
+    create_statuses: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         rates = (self.errored_rate, self.expired_rate)
@@ -45,10 +47,13 @@ class BatchBehaviour:
             raise ValueError(f"errored_rate and expired_rate must be in [0, 1] and sum to <= 1, got {rates}")
         if self.processing_delay_s < 0:
             raise ValueError(f"processing_delay_s must be >= 0, got {self.processing_delay_s}")
+        object.__setattr__(self, "create_statuses", tuple(self.create_statuses))  # JSON gives a list
+        if any(not 400 <= s <= 599 for s in self.create_statuses):
+            raise ValueError(f"create_statuses must be HTTP error statuses, got {self.create_statuses}")
 
     def to_dict(self) -> JSONDict:
         """The behaviour as JSON."""
-        return asdict(self)
+        return asdict(self) | {"create_statuses": list(self.create_statuses)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> BatchBehaviour:
@@ -87,6 +92,17 @@ class _Batch:
 
 def _rfc3339(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
 
 
 def _error(status: int, etype: str, message: str) -> BatchReply:
@@ -142,6 +158,8 @@ class MessageBatches:
         self._behaviour = behaviour
         self._rng = random.Random(behaviour.seed)
         self._batches: dict[str, _Batch] = {}
+        self._create_failures = list(behaviour.create_statuses)
+        self.create_attempts = 0  # POST /v1/messages/batches received, failed or not
 
     @property
     def behaviour(self) -> BatchBehaviour:
@@ -152,12 +170,15 @@ class MessageBatches:
         """Change the behaviour of batches created from now on (and restart the seeded draws)."""
         with self._lock:
             self._behaviour, self._rng = behaviour, random.Random(behaviour.seed)
+            self._create_failures = list(behaviour.create_statuses)
 
     def reset(self) -> None:
         """Forget every batch and restart the seeded draws."""
         with self._lock:
             self._batches.clear()
             self._rng = random.Random(self._behaviour.seed)
+            self._create_failures = list(self._behaviour.create_statuses)
+            self.create_attempts = 0
 
     def summary(self) -> list[JSONDict]:
         """Every batch as the API shows it (for the admin endpoint and tests)."""
@@ -195,6 +216,11 @@ class MessageBatches:
         return BatchReply(200, lines=tuple(shuffled))
 
     def _create(self, body: bytes) -> BatchReply:
+        with self._lock:
+            self.create_attempts += 1
+            status = self._create_failures.pop(0) if self._create_failures else None
+        if status is not None:
+            return _error(status, _ERROR_TYPES.get(status, "api_error"), f"injected create failure {status}")
         try:
             requests = _parse_requests(body)
         except ValueError as exc:

@@ -26,6 +26,8 @@ class StandInConfig:
     limits: RateLimits = field(default_factory=RateLimits)
     batches: BatchBehaviour = field(default_factory=BatchBehaviour)
     seed: int = 0
+    # An HTTP status every count_tokens request is answered with (a gateway without the endpoint: 404).
+    count_tokens_status: int | None = None
     # Headers added to every /v1/messages reply, over the ones it computes: what a misbehaving API or
     # proxy might send (``{"anthropic-ratelimit-requests-limit": "1e400"}``).
     extra_headers: dict[str, str] = field(default_factory=dict)

@@ -12,9 +12,9 @@ parts are the modules beside it: config, http, requests, messages, answers, log,
 and batches (the Message Batches API, whose requests are answered by this same Messages endpoint);
 its command line is ``__main__``.
 
-Admin endpoints (not Anthropic's): ``GET /_standin/log``, ``GET|POST /_standin/faults``,
-``POST /_standin/limits``, ``GET|POST /_standin/batches``, ``POST /_standin/reset``,
-``GET /_standin/health``.
+Admin endpoints (not Anthropic's): ``GET /_standin/log``, ``GET /_standin/counts``,
+``GET|POST /_standin/faults``, ``POST /_standin/limits``, ``GET|POST /_standin/batches``,
+``POST /_standin/reset``, ``GET /_standin/health``.
 
 Run it alone: ``python -m budgetq.devtools.standin --port 8765 [--faults JSON|@file]``.
 """
@@ -100,6 +100,13 @@ class StandIn:
     def log(self) -> list[JSONDict]:
         return self._log.entries()
 
+    def counts(self) -> JSONDict:
+        """How many Messages requests arrived and how many were answered (a 200 with usage, billed even
+        if the client is gone when the reply goes out); Message Batch requests included."""
+        messages = [e for e in self._log.entries() if e["path"] == "/v1/messages"]
+        answered = [e for e in messages if e["status"] == 200 and "stream_overloaded" not in e["faults"]]
+        return {"messages_received": len(messages), "messages_answered": len(answered)}
+
     def set_faults(self, plan: FaultPlan) -> None:
         with self._lock:
             self._faults, self._calls = plan, 0
@@ -169,6 +176,11 @@ class StandIn:
         return reply.status, reply.body
 
     def _count_tokens(self, body: bytes, entry: JSONDict) -> Reply:
+        status = self.config.count_tokens_status
+        if status is not None:
+            raise ApiFailure(
+                status, "not_found_error", f"Not found: POST /v1/messages/count_tokens ({status})"
+            )
         req = parse_request(body, counting=True)
         total = self._tokens.count(req).total
         entry.update(
@@ -229,13 +241,19 @@ class StandIn:
             result: object
             if method == "GET" and name == "log":
                 result = self.log()
+            elif method == "GET" and name == "counts":
+                result = self.counts()
             elif method == "GET" and name in ("faults", "health"):
                 result = self._faults.to_dict() if name == "faults" else {"ok": True}
             elif method == "POST" and name == "faults":
                 self.set_faults(FaultPlan.from_dict(data))
                 result = self._faults.to_dict()
             elif method == "GET" and name == "batches":
-                result = {"behaviour": self.batches.behaviour.to_dict(), "batches": self.batches.summary()}
+                result = {
+                    "behaviour": self.batches.behaviour.to_dict(),
+                    "batches": self.batches.summary(),
+                    "create_attempts": self.batches.create_attempts,
+                }
             elif method == "POST" and name == "batches":
                 self.batches.set_behaviour(BatchBehaviour.from_dict(data))
                 result = self.batches.behaviour.to_dict()

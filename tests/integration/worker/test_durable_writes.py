@@ -107,12 +107,13 @@ def test_past_the_write_window_the_answer_is_dropped_and_the_batch_waits_for_its
     with broken_commits("results", times=1_000, committed=False) as broken:
         planned, outcomes = plan_and_drain(sessions, settings, set_id)
 
-    # Then the worker gave up after a few tries: nothing written, and the batch still holds its lease
-    # (the reaper queues it again once the lease expires)
+    # Then the worker gave up after a few tries: no results written, and the batch still holds its
+    # lease (the reaper queues it again once the lease expires); the paid call itself stays recorded,
+    # closed with its spend reservation before the results were written
     assert 2 <= len(broken) <= 20
     assert outcomes == {"unrecorded": 1}
     assert planned.run_id is not None
-    assert _calls(sessions, planned.run_id) == []
+    assert _calls(sessions, planned.run_id) == ["ok"]
     with transaction(sessions) as session:
         status = session.scalar(text("SELECT status FROM batches WHERE run_id = :r"), {"r": planned.run_id})
     assert status == "running"

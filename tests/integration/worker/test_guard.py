@@ -141,3 +141,47 @@ def test_once_provenance_confirms_the_calibration_only_batches_near_the_guard_ar
     standin.reset()
     plan_and_drain(sessions, settings.model_copy(update={"count_tokens_margin": 0.02}), set_id)
     assert [e["path"] for e in standin.log()] == ["/v1/messages/count_tokens", "/v1/messages"]
+
+
+def test_a_gateway_without_count_tokens_falls_back_to_the_estimate_with_a_smaller_fill(
+    own_database: OwnDatabase,
+    test_settings: Settings,
+    make_standin: Callable[..., StandIn],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a gateway that answers 404 to count_tokens, and seed issues packed up to the guard of a
+    # 33,400-token window at the calibration the stand-in bills (so every batch is near the guard)
+    standin = make_standin(token_ratio=1.3, context_window=WINDOW, count_tokens_status=404)
+    sessions = own_database.sessions
+    settings = test_settings.model_copy(
+        update={
+            "database_url": own_database.url,
+            "anthropic_base_url": standin.url,
+            **LIVE,
+            **GUARD_SETTINGS,
+            "calibration": 1.35,
+        }
+    )
+    set_id = make_set(sessions, [i.text for i in islice(seed_issues(), 300)])
+
+    # When the run is processed
+    with caplog.at_level("WARNING", logger="budgetq.worker"):
+        planned, outcomes = plan_and_drain(sessions, settings, set_id)
+
+    # Then no batch failed for the missing endpoint: each was sent on its estimate under a smaller fill
+    # (or split until it fit), every issue is answered, and no call went over the guard
+    assert planned.run_id is not None
+    assert "failed" not in outcomes, outcomes
+    with transaction(sessions) as session:
+        row = session.execute(OVER_GUARD_SQL, {"run": planned.run_id}).one()
+        statuses = dict(
+            session.execute(
+                text("SELECT status, count(*) FROM run_issues WHERE run_id = :r GROUP BY status"),
+                {"r": planned.run_id},
+            ).all()
+        )
+    assert statuses == {"answered": 300}, statuses
+    assert row.calls > 0 and row.over_guard == 0, row
+    # And the fallback was said once in the log, not once per batch
+    said = [r for r in caplog.records if "count_tokens" in r.getMessage() and "estimate" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]
