@@ -174,7 +174,10 @@ def main() -> None:
                 completion.finish_if_done(session, run_id)
                 explain.step = f"{label}completion re-check after COMMIT"
             if not label:
-                explain.step = "progress poll (`budgetq watch`, bench)"
+                explain.step = "progress poll of a large run (`budgetq watch`, by batch)"
+                with transaction(sessions) as session:
+                    runs.progress(session, run_id, by_issue=False)
+                explain.step = "progress by issue status (`budgetq watch` at the end, demo, bench)"
                 with transaction(sessions) as session:
                     runs.progress(session, run_id)
             explain.on = False

@@ -12,6 +12,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from budgetq.adapters.store import completion
 from budgetq.adapters.store.models import Batch, BatchIssue, Issue, LLMCall, Result, Run, RunIssue
 from budgetq.domain.packing import Oversize, PlannedBatch
 from budgetq.domain.statuses import ApiMode, BatchStatus, IssueStatus, RunStatus
@@ -216,17 +217,27 @@ def mark_enqueued(session: Session, batch_ids: Sequence[int]) -> None:
         session.execute(update(Batch).where(Batch.id.in_(batch_ids)).values(enqueued_at=func.now()))
 
 
-def progress(session: Session, run_id: int) -> Progress:
-    """Counts of batches and issues by status, and the run's calls, tokens and cost so far."""
+def progress(session: Session, run_id: int, *, by_issue: bool = True) -> Progress:
+    """Counts of batches and issues by status, and the run's calls, tokens and cost so far.
+
+    ``by_issue=False`` is the cheap poll of a large run: its issues are counted only as ``pending``
+    (the members of its open batches, read through the partial index of open batches), never by
+    scanning every one of the run's ``run_issues`` rows."""
     run = session.get(Run, run_id)
     if run is None:
         raise NotFoundError(f"no run with id {run_id}")
     batch_counts = select(Batch.status, func.count()).where(Batch.run_id == run_id).group_by(Batch.status)
     batches = {status: int(n) for status, n in session.execute(batch_counts)}
-    issue_counts = (
-        select(RunIssue.status, func.count()).where(RunIssue.run_id == run_id).group_by(RunIssue.status)
-    )
-    issues = {status: int(n) for status, n in session.execute(issue_counts)}
+    if by_issue:
+        issue_counts = (
+            select(RunIssue.status, func.count()).where(RunIssue.run_id == run_id).group_by(RunIssue.status)
+        )
+        issues = {status: int(n) for status, n in session.execute(issue_counts)}
+    else:
+        in_open = select(func.coalesce(func.sum(Batch.issue_count), 0)).where(
+            Batch.run_id == run_id, completion.OPEN_BATCH
+        )
+        issues = {IssueStatus.PENDING.value: int(session.scalar(in_open) or 0)}
     calls = session.execute(
         select(
             func.count(),
