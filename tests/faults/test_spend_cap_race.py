@@ -105,9 +105,13 @@ def test_64_concurrent_calls_against_a_cap_for_10_admit_at_most_10_and_never_exc
     assert max(held for _, held in samples) <= 10
     assert max(committed for committed, _ in samples) <= cap
     with transaction(rig.sessions) as session:
-        amounts = session.scalars(
-            text("SELECT amount_usd FROM spend_reservations WHERE run_id = :r"), {"r": run_id}
+        reservations = session.execute(
+            text("SELECT amount_usd, status FROM spend_reservations WHERE run_id = :r"), {"r": run_id}
         ).all()
+        amounts = [a for a, _ in reservations]
+        # A released reservation cost nothing and holds nothing (an attempt refused by a later gate or
+        # that never reached the API): a full suite under load showed 66 reservations for 64 calls.
+        kept = [a for a, status in reservations if status != "released"]
         run = session.execute(
             text("SELECT status, spent_usd, reserved_usd FROM runs WHERE id = :r"), {"r": run_id}
         ).one()
@@ -117,6 +121,6 @@ def test_64_concurrent_calls_against_a_cap_for_10_admit_at_most_10_and_never_exc
     # every issue was answered once, one call each
     calls = [e for e in rig.standin.log() if e["path"] == "/v1/messages"]
     assert_every_issue_ended_once(o)
-    assert o.answered == len(calls) == len(amounts) == 64
+    assert o.answered == len(calls) == len(kept) == 64
     assert run.status == "succeeded"
     print(f"max held {max(h for _, h in samples)}; max sampled {max(c for c, _ in samples)} of cap {cap}")
