@@ -133,7 +133,8 @@ def _run_set(
 ) -> dict[str, Any]:
     """Plan the set, enqueue it, wait for the run to end; its batches and the span of its calls."""
     started = time.monotonic()
-    planned = plan_run(sessions, settings, set_id, kind="manual", spend_cap_usd=cap)
+    # fresh: the capped run and the ceiling send the same set again, and must not reuse its answers.
+    planned = plan_run(sessions, settings, set_id, kind="manual", spend_cap_usd=cap, fresh=True)
     plan_s = time.monotonic() - started
     scheduler_rss = _rss_mb()
     assert planned.run_id is not None
@@ -171,7 +172,7 @@ def _run_set(
 
 def _ceiling(sessions: sessionmaker[Session], settings: Settings, set_id: int, threads: int) -> float:
     """Batches per second when each answered batch's rows are written by plain SQL, one transaction each."""
-    planned = plan_run(sessions, settings, set_id, kind="manual")
+    planned = plan_run(sessions, settings, set_id, kind="manual", fresh=True)
     assert planned.run_id is not None
     with transaction(sessions) as session:
         rows = session.execute(
