@@ -29,7 +29,7 @@ import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
-from budgetq.adapters.store import batches, calibration, completion, runs, spend
+from budgetq.adapters.store import batches, calibration, calls, completion, runs, spend
 from budgetq.adapters.store.engine import make_engine, make_sessions, sqlalchemy_url, transaction, upgrade
 from budgetq.domain.answers import Answer
 from budgetq.domain.calls import Attempt
@@ -155,17 +155,23 @@ def main() -> None:
             explain.step = f"{label}calibration read"
             with transaction(sessions) as session:
                 calibration.observed_ratios(session, claim.model, max_age=calibration.FRESH_FOR)
-            explain.step = f"{label}reserve"
+            explain.step = f"{label}reserve, with the attempt's pending row"
             with transaction(sessions) as session:
                 reservation = spend.reserve(session, run_id, batch_id, Decimal("0.3"), cap)
-            explain.step = f"{label}record the attempt (provenance)"
-            with transaction(sessions) as session:
-                call_id = batches.record_attempt(
-                    session, claim, _attempt(), estimated_input=4000, counted_input=None, host="explain"
+                call_id = calls.open_attempt(
+                    session,
+                    claim,
+                    1,
+                    reservation_id=reservation.id,
+                    worst_case_usd=Decimal("0.3"),
+                    estimated_input=4000,
+                    counted_input=None,
+                    host="explain",
                 )
-            explain.step = f"{label}settle"
+            explain.step = f"{label}settle, with the attempt's row"
             with transaction(sessions) as session:
                 spend.settle(session, reservation, Decimal("0.15"))
+                calls.close_attempt(session, call_id, claim, _attempt(), Decimal(0))
             explain.step = f"{label}write results and run_issues, close the batch"
             answers = [Answer(i, "null_values", "empty strings", "fix", 0.8) for i in claim.issue_ids]
             with transaction(sessions) as session:
