@@ -83,7 +83,8 @@ def test_a_second_run_reuses_every_answer_at_no_cost_and_the_views_count_the_sav
     paid = one(sessions, "SELECT sum(cost_usd) FROM llm_calls WHERE run_id = :r", r=first.run_id)[0]
 
     # When the same texts come again in another set
-    second = run(sessions, reuse_settings, make_set(sessions, texts))
+    second_set = make_set(sessions, texts)
+    second = run(sessions, reuse_settings, second_set)
     assert second.run_id is not None
 
     # Then no call is made, every issue ends reused with a result pointing at the first run's answer
@@ -112,6 +113,16 @@ def test_a_second_run_reuses_every_answer_at_no_cost_and_the_views_count_the_sav
     )
     assert view.reused_issues == 40 and view.cost_usd == 0
     assert abs(view.saved_usd - paid) <= Decimal("0.000001") * 40
+    # And cost_by_set has a row for the second set although it made no call, and cost_by_day counts it
+    by_set = one(
+        sessions,
+        "SELECT reused_issues, saved_usd, attempts FROM cost_by_set WHERE set_id = :s",
+        s=second_set,
+    )
+    assert by_set.reused_issues == 40 and by_set.attempts is None
+    assert abs(by_set.saved_usd - paid) <= Decimal("0.000001") * 40
+    by_day = one(sessions, "SELECT sum(reused_issues) FROM cost_by_day")[0]
+    assert by_day >= 40
     # And the diagnoses say where each answer came from
     source = one(
         sessions,
