@@ -33,10 +33,11 @@ def register(app: Celery, settings: Settings) -> None:
         spend_cap_usd: str | None = None,
         api_mode: str | None = None,
         request_key: str | None = None,
+        fresh: bool = False,
     ) -> int | None:
         """A new run of the set's selected issues (a ``Selector.to_json`` object; all when None), in
         ``api_mode`` (sync or batch-api) when given; once per ``request_key`` (default: the message id,
-        so a redelivered message returns the run it already started)."""
+        so a redelivered message returns the run it already started); ``fresh``: reuse no answer."""
         key = request_key or f"reprocess:{task.request.id}"
         chosen = Selector.from_json(selector or {})
         cap = Decimal(spend_cap_usd) if spend_cap_usd is not None else settings.run_spend_cap_usd
@@ -49,5 +50,6 @@ def register(app: Celery, settings: Settings) -> None:
             spend_cap_usd=cap,
             api_mode=api_mode,
             request_key=key,
+            fresh=fresh,
         )
         return planned.run_id
