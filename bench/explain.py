@@ -19,18 +19,14 @@ import datetime as dt
 import os
 import re
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-import psycopg
+from pipeline import _fresh_database  # the bench's own fresh databases (bench/pipeline.py)
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 
 from budgetq.adapters.store import batches, calibration, calls, completion, runs, spend
-from budgetq.adapters.store.engine import make_engine, make_sessions, sqlalchemy_url, transaction, upgrade
+from budgetq.adapters.store.engine import make_engine, make_sessions, transaction
 from budgetq.domain.answers import Answer
 from budgetq.domain.calls import Attempt
 from budgetq.domain.pricing import Usage
@@ -67,22 +63,6 @@ BUILD = [
     "now(), (now() AT TIME ZONE 'UTC')::date FROM llm_calls",
 ]
 SCAN = re.compile(r"(Scan|Seq|Index|Nested Loop|Hash Join|Sort|Aggregate|LockRows|Insert|Update|Limit)")
-
-
-@contextmanager
-def _fresh_database(server_url: str) -> Iterator[str]:
-    """A new migrated database on the server, dropped at the end."""
-    name = f"budgetq_explain_{uuid.uuid4().hex[:10]}"
-    admin = make_url(sqlalchemy_url(server_url)).set(drivername="postgresql").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(sqlalchemy_url(server_url)).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Explainer:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, func, insert, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from budgetq.adapters.store.batches import Claim
 from budgetq.adapters.store.models import LLMCall
@@ -133,24 +133,20 @@ def discard_unsent(session: Session, call_id: int) -> None:
 def mark_unknown(session: Session, batch_ids: Sequence[int]) -> int:
     """Mark the pending rows of batches whose worker is gone ``unknown`` (their worst case stays in
     ``unknown_usd``); how many."""
-    if not batch_ids:
-        return 0
-    rows = session.scalars(
-        update(LLMCall)
-        .where(LLMCall.batch_id.in_(batch_ids), LLMCall.status == CallOutcome.PENDING.value)
-        .values(status=CallOutcome.UNKNOWN.value, finished_at=func.now())
-        .returning(LLMCall.id)
-    ).all()
-    return len(rows)
+    return _pending_to_unknown(session, LLMCall.batch_id, batch_ids)
 
 
 def mark_unknown_reserved(session: Session, reservation_ids: Sequence[int]) -> int:
     """Mark the pending rows of reservations given up as unknown (stale: nothing settled them); how many."""
-    if not reservation_ids:
+    return _pending_to_unknown(session, LLMCall.reservation_id, reservation_ids)
+
+
+def _pending_to_unknown(session: Session, column: InstrumentedAttribute[Any], ids: Sequence[int]) -> int:
+    if not ids:
         return 0
     rows = session.scalars(
         update(LLMCall)
-        .where(LLMCall.reservation_id.in_(reservation_ids), LLMCall.status == CallOutcome.PENDING.value)
+        .where(column.in_(ids), LLMCall.status == CallOutcome.PENDING.value)
         .values(status=CallOutcome.UNKNOWN.value, finished_at=func.now())
         .returning(LLMCall.id)
     ).all()

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.store import spend_caps as caps
-from budgetq.adapters.store.models import DailySpend, Issue, IssueSet, LLMCall, Result, Run, RunIssue
+from budgetq.adapters.store.models import Issue, IssueSet, LLMCall, Result, Run, RunIssue
 from budgetq.adapters.store.notification_models import Notification
 from budgetq.domain.notifications import (
     THRESHOLDS,
@@ -151,32 +151,23 @@ def _thresholds(
         )
 
 
-def record_spend(session: Session, run_id: int, day: dt.date) -> None:
-    """After a settlement: an alert for each threshold of the run's and the day's caps now reached (once
-    each: the rows of thresholds already told conflict and are skipped)."""
-    run = session.execute(select(Run.spend_cap_usd, Run.spent_usd).where(Run.id == run_id)).one()
-    _thresholds(
-        session,
-        f"run {run_id}",
-        f"run:{run_id}",
-        run.spent_usd,
-        run.spend_cap_usd,
-        crossed(run.spent_usd, run.spend_cap_usd),
-        run_id,
-    )
-    today = session.execute(
-        select(DailySpend.cap_usd, DailySpend.spent_usd).where(DailySpend.day == day)
-    ).one_or_none()
+def record_spend(
+    session: Session,
+    run_id: int,
+    run: tuple[Decimal, Decimal] | None,
+    day: dt.date,
+    today: tuple[Decimal, Decimal] | None,
+) -> None:
+    """After a settlement: an alert for each threshold of the run's and the day's caps now reached, from
+    the (spent, cap) the settlement's counter updates returned (None where no cap applies: nothing to
+    read); once each, as the rows of thresholds already told conflict and are skipped."""
+    if run is not None:
+        spent, cap = run
+        _thresholds(session, f"run {run_id}", f"run:{run_id}", spent, cap, crossed(spent, cap), run_id)
     if today is not None:
-        _thresholds(
-            session,
-            f"day {day.isoformat()}",
-            f"day:{day.isoformat()}",
-            today.spent_usd,
-            today.cap_usd,
-            crossed(today.spent_usd, today.cap_usd),
-            run_id,
-        )
+        spent, cap = today
+        scope = f"day {day.isoformat()}"
+        _thresholds(session, scope, f"day:{day.isoformat()}", spent, cap, crossed(spent, cap), run_id)
 
 
 def record_cap_reached(session: Session, run_id: int, daily_cap: Decimal | None) -> None:

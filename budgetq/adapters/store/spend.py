@@ -30,6 +30,7 @@ from budgetq.adapters.store import outbox
 from budgetq.adapters.store import spend_caps as caps
 from budgetq.adapters.store import spend_days as days
 from budgetq.adapters.store.models import DailySpend, Run, SpendReservation
+from budgetq.adapters.store.spend_days import Spent
 from budgetq.domain.spend import (
     CapState,
     cap_reached_reason,
@@ -216,39 +217,40 @@ def _close(
     r: Reservation,
     status: ReservationStatus,
     actual: Decimal | None,
-    day: dt.date,
     *,
     from_unknown: bool = False,
-) -> bool:
+) -> dt.date | None:
+    """Close the reservation once, dated on the database's clock; the day it closed on, or None when it
+    was already closed."""
     open_states = [ReservationStatus.HELD.value]
     if from_unknown:
         open_states.append(ReservationStatus.UNKNOWN.value)
-    closed = session.scalar(
+    day: dt.date | None = session.scalar(
         update(SpendReservation)
         .where(SpendReservation.id == r.id, SpendReservation.status.in_(open_states))
-        .values(status=status.value, actual_usd=actual, settled_at=func.now(), settled_day=day)
-        .returning(SpendReservation.id)
+        .values(status=status.value, actual_usd=actual, settled_at=func.now(), settled_day=caps.TODAY)
+        .returning(SpendReservation.settled_day)
     )
-    return closed is not None
+    return day
 
 
 def settle(session: Session, r: Reservation, actual: Decimal, *, from_unknown: bool = False) -> bool:
     """Turn the reservation into the actual cost (reserved -= amount, spent += actual), counted on the
     day it settles; once only. ``from_unknown``: also one given up as unknown (a Message Batch result
     read late: now known)."""
-    day = caps.today(session)
-    if not _close(session, r, ReservationStatus.SETTLED, actual, day, from_unknown=from_unknown):
+    day = _close(session, r, ReservationStatus.SETTLED, actual, from_unknown=from_unknown)
+    if day is None:
         return False
-    _move(session, r, day, spent=actual)
-    outbox.record_spend(session, r.run_id, day)  # the 50/80/95/100% alerts, each once
+    run, today = _move(session, r, day, spent=actual)
+    outbox.record_spend(session, r.run_id, run, day, today)  # the 50/80/95/100% alerts, each once
     return True
 
 
 def release(session: Session, r: Reservation, *, from_unknown: bool = False) -> bool:
     """Give the reservation back: nothing was billed (an error reply, or the call was never sent).
     ``from_unknown``: also one given up as unknown (a Message Batch result read late: now known)."""
-    day = caps.today(session)
-    if not _close(session, r, ReservationStatus.RELEASED, Decimal(0), day, from_unknown=from_unknown):
+    day = _close(session, r, ReservationStatus.RELEASED, Decimal(0), from_unknown=from_unknown)
+    if day is None:
         return False
     _move(session, r, day, spent=Decimal(0))
     return True
@@ -256,18 +258,24 @@ def release(session: Session, r: Reservation, *, from_unknown: bool = False) -> 
 
 def keep(session: Session, r: Reservation) -> bool:
     """Mark the outcome unknown: the reservation stays counted against both caps."""
-    return _close(session, r, ReservationStatus.UNKNOWN, None, caps.today(session))
+    return _close(session, r, ReservationStatus.UNKNOWN, None) is not None
 
 
-def _move(session: Session, r: Reservation, day: dt.date, *, spent: Decimal) -> None:
-    days.move(session, r.day, day, r.amount, spent)
+def _move(
+    session: Session, r: Reservation, day: dt.date, *, spent: Decimal
+) -> tuple[Spent | None, Spent | None]:
+    """Move the counters that exist; the run's and the settling day's (spent, cap) after it, where capped
+    (an uncapped one keeps no counters: None, and no alert can be due)."""
+    today = days.move(session, r.day, day, r.amount, spent)
     # Last (day rows first, as everywhere), so a capped run's row lock is held for one statement. An
     # uncapped run's UPDATE matches nothing and writes nothing: only a capped run keeps counters.
-    session.execute(
+    run = session.execute(
         update(Run)
         .where(Run.id == r.run_id, Run.spend_cap_usd.is_not(None))
         .values(reserved_usd=Run.reserved_usd - r.amount, spent_usd=Run.spent_usd + spent)
-    )
+        .returning(Run.spent_usd, Run.spend_cap_usd)
+    ).one_or_none()
+    return (None if run is None else (run.spent_usd, run.spend_cap_usd)), today
 
 
 def abandon_held(session: Session, batch_ids: Sequence[int]) -> int:

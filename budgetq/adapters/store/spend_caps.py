@@ -15,10 +15,13 @@ from budgetq.domain.spend import CapState
 from budgetq.domain.statuses import ReservationStatus
 from budgetq.errors import NotFoundError
 
+# The current UTC day on the database's clock (one clock for every worker), as a SQL expression.
+TODAY = cast(func.timezone("UTC", func.now()), Date)
+
 
 def today(session: Session) -> dt.date:
-    """The current UTC day on the database's clock (one clock for every worker)."""
-    day: dt.date = session.scalars(select(cast(func.timezone("UTC", func.now()), Date))).one()
+    """The current UTC day on the database's clock."""
+    day: dt.date = session.scalars(select(TODAY)).one()
     return day
 
 

@@ -27,6 +27,9 @@ from budgetq.domain.statuses import ReservationStatus
 
 OPEN = (ReservationStatus.HELD.value, ReservationStatus.UNKNOWN.value)
 
+# A capped counter after a move: (spent, cap).
+Spent = tuple[Decimal, Decimal]
+
 
 def ensure(session: Session, day: dt.date) -> None:
     """Create the day's row if it is missing (no write when it exists)."""
@@ -109,9 +112,11 @@ def hold(session: Session, day: dt.date, amount: Decimal) -> bool:
 
 def move(
     session: Session, reserved_day: dt.date, settled_day: dt.date, amount: Decimal, spent: Decimal
-) -> None:
+) -> Spent | None:
     """A reservation of ``amount`` made on ``reserved_day`` closes on ``settled_day`` having cost
-    ``spent``: the counters of those days that have a cap follow."""
+    ``spent``: the counters of those days that have a cap follow. The settling day's (spent, cap) after
+    it when that day has a cap, else None."""
+    after: Spent | None = None
     if spent and settled_day != reserved_day:
         ensure(session, settled_day)
     days = sorted({reserved_day, settled_day} if spent else {reserved_day})
@@ -127,7 +132,7 @@ def move(
             continue
         reserved = -amount if day == reserved_day else Decimal(0)
         added = spent if day == settled_day else Decimal(0)
-        session.execute(
+        total = session.scalar(
             update(DailySpend)
             .where(DailySpend.day == day)
             .values(
@@ -135,7 +140,11 @@ def move(
                 spent_usd=DailySpend.spent_usd + added,
                 updated_at=func.now(),
             )
+            .returning(DailySpend.spent_usd)
         )
+        if day == settled_day and total is not None:
+            after = (total, cap)
+    return after
 
 
 def spent_on(session: Session, day: dt.date) -> Decimal:
