@@ -126,8 +126,10 @@ class SpendGate:
         prices = prices_on(self._spec, self._today())
         amount = reservation_for(context.input_tokens, request.max_tokens, prices)
         with transaction(self._sessions()) as session:
+            # The claim knows whether its run has a cap (fixed at planning): no need to read it again.
+            capped = None if context.ledger is None else context.ledger.claim.capped
             reservation = spend_store.reserve(
-                session, context.run_id, context.batch_id, amount, self._daily_cap
+                session, context.run_id, context.batch_id, amount, self._daily_cap, capped=capped
             )
             if context.ledger is not None:
                 # The row is committed with its reservation, before the request can be sent.
@@ -152,6 +154,8 @@ class SpendGate:
                         ledger.settle(session, attempt)  # the reservation and the attempt's row
                     else:
                         close_reservation(session, reservation, attempt)
+            if ledger is not None:
+                ledger.committed()
         except Exception:  # noqa: BLE001 - the call's answer must not be lost to a bookkeeping failure
             # The reservation stays held and the row pending, so it keeps counting against the caps (the
             # safe side); the worker settles both again with the answer, or the reaper marks them unknown.

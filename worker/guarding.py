@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +28,9 @@ from budgetq.errors import CassetteMissingError, CountTokensUnavailableError
 from budgetq.settings import Settings
 
 log = logging.getLogger("budgetq.worker")
+
+# How long a worker process keeps a run's checked calibration (CalibrationCache).
+CALIBRATION_KEEP_S = 5.0
 
 _said: set[str] = set()
 _said_lock = threading.Lock()
@@ -79,6 +84,34 @@ def calibration_for(sessions: sessionmaker[Session], settings: Settings, claim: 
     )
 
 
+class CalibrationCache:
+    """``calibration_for`` per run, kept a few seconds by a worker process: read per batch it cost a
+    transaction and a quantile of 500 ratios each time, and the stored ratios change slowly
+    (``FRESH_FOR``). Keyed by run, so a run planned after a recount starts from the recount."""
+
+    def __init__(
+        self, keep_s: float = CALIBRATION_KEEP_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._keep_s = keep_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kept: dict[int, tuple[float, Calibration]] = {}
+
+    def get(self, sessions: sessionmaker[Session], settings: Settings, claim: store.Claim) -> Calibration:
+        """The claim's checked calibration, read again once the kept one is ``keep_s`` old."""
+        now = self._clock()
+        with self._lock:
+            kept = self._kept.get(claim.run_id)
+        if kept is not None and now - kept[0] < self._keep_s:
+            return kept[1]
+        calibration = calibration_for(sessions, settings, claim)
+        with self._lock:
+            if len(self._kept) > 64:  # runs end; their entries need not outlive them
+                self._kept = {r: v for r, v in self._kept.items() if now - v[0] < self._keep_s}
+            self._kept[claim.run_id] = (now, calibration)
+        return calibration
+
+
 def guard(
     claim: store.Claim, calibration: Calibration, margin: float, cache_ttl: str | None = "5m"
 ) -> Guarded:
@@ -87,9 +120,7 @@ def guard(
     prompt = build_prompt(issues, claim.calibration)
     estimated = prompt.estimated_input_tokens
     guarded = (
-        estimated
-        if calibration.factor == claim.calibration
-        else build_prompt(issues, calibration.factor).estimated_input_tokens
+        estimated if calibration.factor == claim.calibration else prompt.estimated_at(calibration.factor)
     )
     limit = guard_limit(claim.context_window, claim.safe_utilization)
     request = CallRequest(

@@ -58,6 +58,7 @@ class CallLedger:
         self._opened = 0
         self._last: Entry | None = None  # attempts of a batch go one after another
         self._unsent = False
+        self._committed: int | None = None  # the row whose settlement is known to be committed
 
     def open(self, session: Session, reservation: spend_store.Reservation | None, worst: Decimal) -> None:
         """Write the next attempt's pending row, with its reservation (inside its transaction)."""
@@ -86,9 +87,17 @@ class CallLedger:
         entry, self._unsent = self._last, False
         if entry is None:
             return None
+        if self._committed == entry.call_id:
+            return entry.call_id  # closed already: settling again would change nothing, so ask nothing
         unknown = Decimal(0)
         if entry.reservation is not None:
             if close_reservation(session, entry.reservation, attempt) is Settlement.KEEP:
                 unknown = entry.reservation.amount
         calls.close_attempt(session, entry.call_id, self.claim, attempt, unknown)
         return entry.call_id
+
+    def committed(self) -> None:
+        """The last attempt's settlement was committed: settling it again with the answer's results
+        needs no statement."""
+        if self._last is not None:
+            self._committed = self._last.call_id

@@ -35,7 +35,7 @@ from budgetq.errors import (
     SpendLimitReachedError,
 )
 from worker import durable, settle
-from worker.guarding import calibration_for, exact_count, guard
+from worker.guarding import exact_count, guard
 from worker.ledger import CallLedger
 from worker.resources import Resources
 from worker.telemetry import observe_attempt
@@ -94,7 +94,7 @@ class BatchProcessor:
 
     def _call(self, claim: store.Claim) -> Outcome:
         # Guard: the window check on the claimed batch, with an exact count near the limit.
-        calibration = calibration_for(self.resources.sessions, self.settings, claim)
+        calibration = self.resources.calibrations.get(self.resources.sessions, self.settings, claim)
         g = guard(claim, calibration, self.settings.count_tokens_margin)
         estimated, request = g.estimated, g.request
         client = self.resources.client(claim.mode, claim.model)
@@ -144,7 +144,7 @@ class BatchProcessor:
             call_id = ledger.settle(session, attempt)
             if call_id is None:
                 raise AssertionError(f"batch {claim.batch_id}: an answered attempt without its row")
-            return settle.apply(session, claim, verdict, call_id, max_failures)
+            return settle.apply(session, claim, verdict, call_id, max_failures, attempt.cost_usd)
 
         def written(session: Session) -> settle.Settled | None:
             if recovery.still_held(session, claim.batch_id, claim.token):

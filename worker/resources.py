@@ -18,6 +18,7 @@ from budgetq.adapters.store.engine import ProcessSessions, transaction
 from budgetq.adapters.store.reaper import mark_sent
 from budgetq.settings import Settings
 from worker.gates import AttemptGates, SpendGate
+from worker.guarding import CalibrationCache
 
 
 class Resources:
@@ -34,6 +35,7 @@ class Resources:
         self._pid: int | None = None
         self._clients: dict[tuple[str, str], BudgetAwareLLMClient] = {}
         self._spend_gates: dict[str, SpendGate] = {}
+        self.calibrations = CalibrationCache()  # the guard's checked calibration, per run
 
     @property
     def sessions(self) -> sessionmaker[Session]:

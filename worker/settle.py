@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
@@ -30,9 +31,15 @@ class Settled:
 
 
 def apply(
-    session: Session, claim: store.Claim, verdict: Verdict, llm_call_id: int, max_failures: int
+    session: Session,
+    claim: store.Claim,
+    verdict: Verdict,
+    llm_call_id: int,
+    max_failures: int,
+    cost_usd: Decimal | None = None,
 ) -> Settled:
-    """Write ``verdict`` for the claimed batch whose answering call is ``llm_call_id``."""
+    """Write ``verdict`` for the claimed batch whose answering call is ``llm_call_id`` (which cost
+    ``cost_usd``: read from its row when not given)."""
     if verdict.invented:
         log.warning("batch %s: ignored invented issue ids %s", claim.batch_id, list(verdict.invented)[:20])
     if verdict.step is Step.SPLIT:
@@ -40,7 +47,13 @@ def apply(
     if verdict.step is Step.RETRY:
         return release_or_fail(session, claim, verdict.reason, max_failures)
     follow_ups = store.complete(
-        session, claim, llm_call_id, verdict.answers, verdict.missing, split_missing=verdict.split_missing
+        session,
+        claim,
+        llm_call_id,
+        verdict.answers,
+        verdict.missing,
+        split_missing=verdict.split_missing,
+        cost_usd=cost_usd,
     )
     finish_if_done(session, claim.run_id)
     return Settled(Outcome.PARTIAL if follow_ups else Outcome.SUCCEEDED, tuple(follow_ups))

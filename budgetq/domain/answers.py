@@ -129,10 +129,14 @@ def visible_text(text: str) -> str:
     hyphens) dropped and compatibility forms (full-width, small) folded by NFKC."""
     # Folded before escaping: "<\u200b/issue>" or "\uff1c/issue\uff1e" would pass the escape unchanged
     # and still read as a closing tag to the model.
+    if text.isascii():
+        return text  # NFKC leaves ASCII as it is and no format character is ASCII: the common case, free
     return "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c) != "Cf")
 
 
-_OPEN_TAG = re.compile(r'^<issue id="(-?\d+)" priority="(-?\d+)">$', re.MULTILINE)
+# No leading ``^``: a pattern that starts with a literal is searched for by its prefix, while a
+# MULTILINE ``^`` is tried at every character of a 20 kB message; the line start is checked instead.
+_OPEN_TAG = re.compile(r'<issue id="(-?\d+)" priority="(-?\d+)">$', re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +216,11 @@ def render_issues(issues: Sequence[PromptIssue]) -> str:
 
 def parse_issue_ids(user_message: str) -> list[int]:
     """The issue ids of a message made by ``render_issues``, in order."""
-    return [int(match.group(1)) for match in _OPEN_TAG.finditer(user_message)]
+    return [
+        int(match.group(1))
+        for match in _OPEN_TAG.finditer(user_message)
+        if match.start() == 0 or user_message[match.start() - 1] == "\n"
+    ]
 
 
 def fixed_prompt_text() -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from budgetq.domain.answers import (
     ISSUE_WRAPPER_TOKENS,
@@ -16,7 +17,7 @@ from budgetq.domain.answers import (
     render_issues,
     tool_definition,
 )
-from budgetq.domain.tokens import estimate, estimate_tokens
+from budgetq.domain.tokens import estimate, estimate_tokens, raw_count
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,25 @@ class BatchPrompt:
     tool: Mapping[str, object]
     tool_choice: Mapping[str, object]
     estimated_input_tokens: int
+    # (raw cl100k count, characters) of the system prompt with the tool, and of the user message: the
+    # estimate at another calibration without encoding the text again.
+    counts: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))
+
+    def estimated_at(self, calibration: float) -> int:
+        """The estimated input tokens of this same request at ``calibration``."""
+        (fixed_raw, fixed_chars), (user_raw, user_chars) = self.counts
+        return (
+            estimate_tokens(fixed_raw, fixed_chars, calibration)
+            + TOOL_USE_SYSTEM_TOKENS
+            + estimate_tokens(user_raw, user_chars, calibration)
+        )
+
+
+@lru_cache(maxsize=1)
+def _fixed_counts() -> tuple[int, int]:
+    """(raw count, characters) of the system prompt and tool every call sends: encoded once a process."""
+    text = SYSTEM_PROMPT + json.dumps(tool_definition())
+    return raw_count(text), len(text)
 
 
 def fixed_input_tokens(calibration: float) -> int:
@@ -43,19 +63,16 @@ def issue_input_tokens(raw_tokens: int, chars: int, calibration: float) -> int:
 def build_prompt(issues: Sequence[PromptIssue], calibration: float) -> BatchPrompt:
     """The request for ``issues``, estimated on the exact text that will be sent."""
     user = render_issues(issues)
-    tool = tool_definition()
-    estimated = (
-        estimate(SYSTEM_PROMPT + json.dumps(tool), calibration)
-        + TOOL_USE_SYSTEM_TOKENS
-        + estimate(user, calibration)
-    )
-    return BatchPrompt(
+    counts = (_fixed_counts(), (raw_count(user), len(user)))
+    prompt = BatchPrompt(
         system=SYSTEM_PROMPT,
         user=user,
-        tool=tool,
+        tool=tool_definition(),
         tool_choice={"type": "tool", "name": TOOL_NAME},
-        estimated_input_tokens=estimated,
+        estimated_input_tokens=0,
+        counts=counts,
     )
+    return replace(prompt, estimated_input_tokens=prompt.estimated_at(calibration))
 
 
 def observed_ratio(billed_input: int, estimated_input: int, calibration: float) -> float | None:

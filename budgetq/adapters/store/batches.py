@@ -10,14 +10,15 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Row, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from budgetq.adapters.store import reuse
-from budgetq.adapters.store.models import Batch, BatchIssue, Issue, Result, Run, RunIssue
+from budgetq.adapters.store.answered import write_answers
+from budgetq.adapters.store.models import Batch, BatchIssue, Issue, Run, RunIssue
 from budgetq.adapters.store.run_issues import set_issue_status
 from budgetq.domain.answers import Answer
 from budgetq.domain.settle import half_failures
@@ -52,10 +53,11 @@ class Claim:
     failures: int
     issues: tuple[ClaimedIssue, ...]
     api_mode: str = ApiMode.SYNC.value  # the path its follow-up batches take (batches.api_mode)
+    capped: bool = True  # the run has a spend cap (counters to keep); fixed when the run is planned
 
-    @property
+    @cached_property
     def issue_ids(self) -> tuple[int, ...]:
-        """The batch's issue ids in order."""
+        """The batch's issue ids in order (asked for per answer while validating: built once)."""
         return tuple(i.issue_id for i in self.issues)
 
 
@@ -72,6 +74,7 @@ def claim(session: Session, batch_id: int, lease_seconds: float) -> Claim | None
     synchronous = Batch.api_mode == ApiMode.SYNC.value
     row = session.execute(
         update(Batch)
+        .execution_options(synchronize_session=False)
         .where(Batch.id == batch_id, claimable, Batch.run_id.in_(running_runs), synchronous)
         .values(
             status=BatchStatus.RUNNING.value,
@@ -83,7 +86,12 @@ def claim(session: Session, batch_id: int, lease_seconds: float) -> Claim | None
     ).one_or_none()
     if row is None:
         return None
-    run = session.get_one(Run, row.run_id)
+    # The columns, not the ORM object: loading a Run into the session cost more than the claim's UPDATE.
+    run = session.execute(
+        select(
+            Run.model, Run.mode, Run.context_window, Run.safe_utilization, Run.calibration, Run.spend_cap_usd
+        ).where(Run.id == row.run_id)
+    ).one()
     # The batch's members first, materialised: with stale statistics (a run just planned) a prepared
     # statement's generic plan started from the run's run_issues instead, 1.5 s per claim at 100k.
     members = (
@@ -105,7 +113,10 @@ def claim(session: Session, batch_id: int, lease_seconds: float) -> Claim | None
 
 
 def claim_of(
-    batch: Batch | Row[*tuple[Any, ...]], run: Run, token: uuid.UUID, issues: Iterable[ClaimedIssue]
+    batch: Batch | Row[*tuple[Any, ...]],
+    run: Run | Row[*tuple[Any, ...]],
+    token: uuid.UUID,
+    issues: Iterable[ClaimedIssue],
 ) -> Claim:
     """The claim held under ``token`` on ``batch`` (a row, or its columns as ``claim`` returns them)."""
     return Claim(
@@ -122,6 +133,7 @@ def claim_of(
         failures=batch.failures,
         issues=tuple(issues),
         api_mode=batch.api_mode,
+        capped=run.spend_cap_usd is not None,
     )
 
 
@@ -133,6 +145,7 @@ def renew(session: Session, c: Claim, lease_seconds: float) -> None:
 def _fence(session: Session, c: Claim, **values: object) -> None:
     done = session.execute(
         update(Batch)
+        .execution_options(synchronize_session=False)
         .where(
             Batch.id == c.batch_id, Batch.lease_token == c.token, Batch.status == BatchStatus.RUNNING.value
         )
@@ -185,30 +198,12 @@ def complete(
     missing: Sequence[int],
     *,
     split_missing: bool = False,
+    cost_usd: Decimal | None = None,
 ) -> list[int]:
     """Write the answers and close the batch; missing ids go to a follow-up batch (two halves when
     ``split_missing``, after an overflow), whose ids are returned."""
     _fence(session, c, status=BatchStatus.SUCCEEDED.value, lease_token=None, finished_at=func.now())
-    if answers:
-        answered = [a.issue_id for a in answers]
-        keys = reuse.keys_of(session, c.run_id, answered)
-        rows = [
-            {
-                "run_id": c.run_id,
-                "issue_id": a.issue_id,
-                "batch_id": c.batch_id,
-                "llm_call_id": llm_call_id,
-                "category": a.category,
-                "diagnosis": a.diagnosis,
-                "proposed_fix": a.proposed_fix,
-                "confidence": a.confidence,
-                "reuse_key": keys.get(a.issue_id),
-            }
-            for a in answers
-        ]
-        session.execute(pg_insert(Result).on_conflict_do_nothing(constraint="results_run_issue_key"), rows)
-        reuse.fan_out(session, c.run_id, answered, llm_call_id)  # duplicates in the run take them too
-        set_issue_status(session, c.run_id, answered, IssueStatus.ANSWERED, None)
+    write_answers(session, c.run_id, c.batch_id, llm_call_id, answers, cost_usd)
     if not missing:
         return []
     reason = f"follow-up of batch {c.batch_id}: {len(missing)} ids unanswered"

@@ -82,7 +82,7 @@ def record_attempt(
 ) -> int:
     """Write the finished row of an attempt known only once it is over (a Message Batch result); its id."""
     values = _claim_columns(c, estimated_input, counted_input, host) | _attempt_columns(c, attempt)
-    return session.scalars(insert(LLMCall).returning(LLMCall.id), [values]).one()
+    return session.execute(insert(LLMCall).values(values).returning(LLMCall.id)).scalar_one()
 
 
 def open_attempt(
@@ -106,7 +106,7 @@ def open_attempt(
         "started_at": now,
         "finished_at": now,
     }
-    return session.scalars(insert(LLMCall).returning(LLMCall.id), [values]).one()
+    return session.execute(insert(LLMCall).values(values).returning(LLMCall.id)).scalar_one()
 
 
 def close_attempt(session: Session, call_id: int, c: Claim, attempt: Attempt, unknown_usd: Decimal) -> bool:
@@ -115,6 +115,7 @@ def close_attempt(session: Session, call_id: int, c: Claim, attempt: Attempt, un
     the row was already closed."""
     closed = session.scalar(
         update(LLMCall)
+        .execution_options(synchronize_session=False)
         .where(
             LLMCall.id == call_id,
             LLMCall.status.in_([CallOutcome.PENDING.value, CallOutcome.UNKNOWN.value]),
@@ -146,6 +147,7 @@ def _pending_to_unknown(session: Session, column: InstrumentedAttribute[Any], id
         return 0
     rows = session.scalars(
         update(LLMCall)
+        .execution_options(synchronize_session=False)
         .where(column.in_(ids), LLMCall.status == CallOutcome.PENDING.value)
         .values(status=CallOutcome.UNKNOWN.value, finished_at=func.now())
         .returning(LLMCall.id)

@@ -52,6 +52,7 @@ def close_if_done(session: Session, run_id: int) -> str | None:
     )
     final: str | None = session.scalar(
         update(Run)
+        .execution_options(synchronize_session=False)
         .where(and_(Run.id == run_id, Run.status == RunStatus.RUNNING.value, ~open_batches))
         .values(
             status=case((failed, RunStatus.FAILED.value), else_=RunStatus.SUCCEEDED.value),

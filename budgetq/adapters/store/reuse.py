@@ -12,13 +12,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import bindparam, cast, literal, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Numeric, Text
 
-from budgetq.adapters.store.models import Issue, IssueSet, LLMCall, RunIssue
+from budgetq.adapters.store.models import Issue, IssueSet, RunIssue
 from budgetq.adapters.store.selection import issue_filter, open_in_set
 from budgetq.domain.selector import Selector
 from budgetq.domain.statuses import IssueStatus
@@ -192,50 +192,3 @@ def write_copies(session: Session, run_id: int, copies: Sequence[Copy]) -> None:
     ]
     for start in range(0, len(rows), KEY_CHUNK):
         session.execute(pg_insert(RunIssue), rows[start : start + KEY_CHUNK])
-
-
-def keys_of(session: Session, run_id: int, issue_ids: Sequence[int]) -> dict[int, str | None]:
-    """The reuse keys the run's ``issue_ids`` were planned with."""
-    rows = session.execute(
-        select(RunIssue.issue_id, RunIssue.reuse_key).where(
-            RunIssue.run_id == run_id, RunIssue.issue_id.in_(issue_ids)
-        )
-    )
-    return {int(i): k for i, k in rows}
-
-
-_FAN_OUT = text(
-    """
-INSERT INTO results (run_id, issue_id, batch_id, llm_call_id, category, diagnosis, proposed_fix,
-    confidence, reuse_key, reused_from_result_id, saved_usd)
-SELECT ri.run_id, ri.issue_id, NULL, NULL, r.category, r.diagnosis, r.proposed_fix, r.confidence,
-    ri.reuse_key, r.id, :share
-FROM run_issues ri
-JOIN results r ON r.run_id = ri.run_id AND r.issue_id = ri.same_as_issue_id
-WHERE ri.run_id = :run AND ri.same_as_issue_id = ANY(:carriers) AND ri.same_as_issue_id IS NOT NULL
-    AND ri.status = 'pending'
-ON CONFLICT ON CONSTRAINT results_run_issue_key DO NOTHING
-"""
-).bindparams(bindparam("carriers", type_=ARRAY(BigInteger)))
-
-
-def fan_out(session: Session, run_id: int, carriers: Sequence[int], llm_call_id: int) -> None:
-    """The duplicates of ``carriers``, just answered by call ``llm_call_id``, take their answers and end
-    ``reused``; each copy saved its carrier's share of the call (the call's cost over its answers)."""
-    cost = session.scalar(select(LLMCall.cost_usd).where(LLMCall.id == llm_call_id)) or Decimal(0)
-    share = (cost / len(carriers)).quantize(Decimal("0.000001"))
-    session.execute(_FAN_OUT, {"run": run_id, "carriers": list(carriers), "share": share})
-    session.execute(
-        update(RunIssue)
-        .where(
-            RunIssue.run_id == run_id,
-            RunIssue.same_as_issue_id.in_(carriers),
-            RunIssue.status == IssueStatus.PENDING.value,
-        )
-        .values(
-            status=IssueStatus.REUSED.value,
-            reason=literal("same question as issue ")
-            + cast(RunIssue.same_as_issue_id, Text)
-            + literal(", answered in this run"),
-        )
-    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import BigInteger, Select, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.store import outbox
@@ -48,12 +49,15 @@ def set_issue_status(
 ) -> None:
     """Set the run's still-pending issues among ``issue_ids`` to ``status`` (with ``reason``), and
     their duplicates inside the run, which share their fate (an answer fans out before this)."""
+    if isinstance(issue_ids, Select):
+        among = RunIssue.issue_id.in_(issue_ids) | RunIssue.same_as_issue_id.in_(issue_ids)
+    else:
+        # One array parameter: an IN list of 100 parameters cost more to plan than to run.
+        ids = any_(bindparam("ids", list(issue_ids), ARRAY(BigInteger)))
+        among = (RunIssue.issue_id == ids) | (RunIssue.same_as_issue_id == ids)
     session.execute(
         update(RunIssue)
-        .where(
-            RunIssue.run_id == run_id,
-            RunIssue.issue_id.in_(issue_ids) | RunIssue.same_as_issue_id.in_(issue_ids),
-            RunIssue.status == IssueStatus.PENDING.value,
-        )
+        .where(RunIssue.run_id == run_id, among, RunIssue.status == IssueStatus.PENDING.value)
         .values(status=status.value, reason=reason)
+        .execution_options(synchronize_session=False)
     )

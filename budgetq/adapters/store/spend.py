@@ -51,6 +51,7 @@ class Reservation:
     run_id: int
     day: dt.date
     amount: Decimal
+    capped: bool = True  # the run keeps counters (False: known to have no cap, its row is not written)
 
 
 def _refuse(state: CapState, amount: Decimal) -> SpendCapExceededError:
@@ -66,36 +67,55 @@ def reserve(
     batch_id: int | None,
     amount: Decimal,
     daily_cap: Decimal | None,
+    *,
+    capped: bool | None = None,
 ) -> Reservation:
     """Hold ``amount`` against the run's cap and the day's cap, or raise SpendCapBusyError (it may fit
-    once calls in flight settle) or SpendCapExceededError (it cannot).
+    once calls in flight settle) or SpendCapExceededError (it cannot). ``capped``: whether the run has
+    a cap, when the caller knows (a run's cap is fixed when it is planned); else it is read.
 
     Call inside a transaction: when the day's cap refuses, the run's share is rolled back with it.
     """
-    day = caps.today(session)
+    if capped is False:
+        # The day and the cancel check in one statement: a call of an uncapped run pays one round trip
+        # here, not three.
+        day = _uncapped_and_not_cancelled(session, run_id)
+    else:
+        day = caps.today(session)
     if daily_cap is not None:
         days.lower_cap(session, day, daily_cap)
-    capped = _capped_and_not_cancelled(session, run_id)
+    if capped is None:
+        capped = _capped_and_not_cancelled(session, run_id)
     days.ensure(session, day)
     if not days.hold(session, day, amount):
         raise _refuse(caps.day_cap(session, day, daily_cap), amount)
-    reservation_id = session.scalars(
-        insert(SpendReservation).returning(SpendReservation.id),
-        [
-            {
-                "run_id": run_id,
-                "batch_id": batch_id,
-                "day": day,
-                "amount_usd": amount,
-                "status": ReservationStatus.HELD.value,
-            }
-        ],
-    ).one()
+    # One row as VALUES: the executemany path's result set-up cost more than the insert itself.
+    reservation_id = session.execute(
+        insert(SpendReservation)
+        .values(
+            run_id=run_id, batch_id=batch_id, day=day, amount_usd=amount, status=ReservationStatus.HELD.value
+        )
+        .returning(SpendReservation.id)
+    ).scalar_one()
     if capped:
         # Last, right before the COMMIT: every reservation of the run waits on this row lock, so it is
         # held for one statement. Day rows before the run's row, everywhere: no deadlock.
         _hold_run(session, run_id, amount)
-    return Reservation(reservation_id, run_id, day, amount)
+    return Reservation(reservation_id, run_id, day, amount, capped)
+
+
+def _uncapped_and_not_cancelled(session: Session, run_id: int) -> dt.date:
+    """Today on the database's clock, read with the run's status under FOR SHARE (see
+    ``_capped_and_not_cancelled``); refuse once the run is cancelled."""
+    row = session.execute(
+        select(Run.status, caps.TODAY).where(Run.id == run_id).with_for_update(read=True, of=Run)
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no run with id {run_id}")
+    if row[0] == RunStatus.CANCELLED.value:
+        raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
+    day: dt.date = row[1]
+    return day
 
 
 def _capped_and_not_cancelled(session: Session, run_id: int) -> bool:
@@ -118,6 +138,7 @@ def _hold_run(session: Session, run_id: int, amount: Decimal) -> None:
     """Count ``amount`` against the run's cap; refuse once the run is cancelled."""
     held = session.scalar(
         update(Run)
+        .execution_options(synchronize_session=False)
         .where(
             Run.id == run_id,
             # The run's row lock orders this against `budgetq cancel`: after a cancel commits, no attempt.
@@ -188,10 +209,16 @@ def reserve_many(
     if count == 0:
         return [], refusal
     if run.spend_cap_usd is not None:
-        session.execute(update(Run).where(Run.id == run_id).values(reserved_usd=Run.reserved_usd + total))
+        session.execute(
+            update(Run)
+            .execution_options(synchronize_session=False)
+            .where(Run.id == run_id)
+            .values(reserved_usd=Run.reserved_usd + total)
+        )
     if day_capped:
         session.execute(
             update(DailySpend)
+            .execution_options(synchronize_session=False)
             .where(DailySpend.day == day)
             .values(reserved_usd=DailySpend.reserved_usd + total, updated_at=func.now())
         )
@@ -227,6 +254,7 @@ def _close(
         open_states.append(ReservationStatus.UNKNOWN.value)
     day: dt.date | None = session.scalar(
         update(SpendReservation)
+        .execution_options(synchronize_session=False)
         .where(SpendReservation.id == r.id, SpendReservation.status.in_(open_states))
         .values(status=status.value, actual_usd=actual, settled_at=func.now(), settled_day=caps.TODAY)
         .returning(SpendReservation.settled_day)
@@ -267,10 +295,13 @@ def _move(
     """Move the counters that exist; the run's and the settling day's (spent, cap) after it, where capped
     (an uncapped one keeps no counters: None, and no alert can be due)."""
     today = days.move(session, r.day, day, r.amount, spent)
+    if not r.capped:
+        return None, today  # planned without a cap: the run's row has no counters to move
     # Last (day rows first, as everywhere), so a capped run's row lock is held for one statement. An
     # uncapped run's UPDATE matches nothing and writes nothing: only a capped run keeps counters.
     run = session.execute(
         update(Run)
+        .execution_options(synchronize_session=False)
         .where(Run.id == r.run_id, Run.spend_cap_usd.is_not(None))
         .values(reserved_usd=Run.reserved_usd - r.amount, spent_usd=Run.spent_usd + spent)
         .returning(Run.spent_usd, Run.spend_cap_usd)
@@ -285,6 +316,7 @@ def abandon_held(session: Session, batch_ids: Sequence[int]) -> int:
         return 0
     rows = session.scalars(
         update(SpendReservation)
+        .execution_options(synchronize_session=False)
         .where(
             SpendReservation.batch_id.in_(batch_ids),
             SpendReservation.status == ReservationStatus.HELD.value,

@@ -70,7 +70,12 @@ def _lower(session: Session, day: dt.date, cap: Decimal) -> None:
             .where(SpendReservation.day == day, SpendReservation.status.in_(OPEN))
             .scalar_subquery()
         )
-    session.execute(update(DailySpend).where(DailySpend.day == day).values(values))
+    session.execute(
+        update(DailySpend)
+        .execution_options(synchronize_session=False)
+        .where(DailySpend.day == day)
+        .values(values)
+    )
 
 
 def cap_of(session: Session, day: dt.date) -> Decimal | None:
@@ -100,6 +105,7 @@ def hold(session: Session, day: dt.date, amount: Decimal) -> bool:
     earlier = carried(session, day)
     held = session.scalar(
         update(DailySpend)
+        .execution_options(synchronize_session=False)
         .where(
             DailySpend.day == day,
             DailySpend.spent_usd + DailySpend.reserved_usd + earlier + amount <= DailySpend.cap_usd,
@@ -134,6 +140,7 @@ def move(
         added = spent if day == settled_day else Decimal(0)
         total = session.scalar(
             update(DailySpend)
+            .execution_options(synchronize_session=False)
             .where(DailySpend.day == day)
             .values(
                 reserved_usd=DailySpend.reserved_usd + reserved,
