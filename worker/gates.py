@@ -127,13 +127,23 @@ class SpendGate:
         amount = reservation_for(context.input_tokens, request.max_tokens, prices)
         with transaction(self._sessions()) as session:
             # The claim knows whether its run has a cap (fixed at planning): no need to read it again.
-            capped = None if context.ledger is None else context.ledger.claim.capped
-            reservation = spend_store.reserve(
-                session, context.run_id, context.batch_id, amount, self._daily_cap, capped=capped
-            )
-            if context.ledger is not None:
+            ledger = context.ledger
+            capped = None if ledger is None else ledger.claim.capped
+
+            def open_row(held: spend_store.Reservation) -> None:
                 # The row is committed with its reservation, before the request can be sent.
-                context.ledger.open(session, reservation, amount)
+                if ledger is not None:
+                    ledger.open(session, held, amount)
+
+            reservation = spend_store.reserve(
+                session,
+                context.run_id,
+                context.batch_id,
+                amount,
+                self._daily_cap,
+                capped=capped,
+                before_hold=open_row,
+            )
         self._local.reservation = reservation
 
     def after_attempt(self, request: CallRequest, attempt: Attempt) -> None:

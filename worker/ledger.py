@@ -34,10 +34,15 @@ class Entry:
     reservation: spend_store.Reservation | None
 
 
+def settlement_of_attempt(attempt: Attempt) -> Settlement:
+    """What an attempt's reply means for its reservation: settle, release or keep."""
+    return settlement_of(attempt.http_status, attempt.usage is not None)
+
+
 def close_reservation(session: Session, reservation: spend_store.Reservation, attempt: Attempt) -> Settlement:
     """Settle at the actual cost, release after an error reply, keep when the outcome is unknown; an
     unknown reservation (the reaper thought the worker gone) is settled too, now that the truth is in."""
-    decision = settlement_of(attempt.http_status, attempt.usage is not None)
+    decision = settlement_of_attempt(attempt)
     if decision is Settlement.SETTLE:
         spend_store.settle(session, reservation, attempt.cost_usd, from_unknown=True)
     elif decision is Settlement.RELEASE:
@@ -90,10 +95,13 @@ class CallLedger:
         if self._committed == entry.call_id:
             return entry.call_id  # closed already: settling again would change nothing, so ask nothing
         unknown = Decimal(0)
-        if entry.reservation is not None:
-            if close_reservation(session, entry.reservation, attempt) is Settlement.KEEP:
-                unknown = entry.reservation.amount
+        if entry.reservation is not None and settlement_of_attempt(attempt) is Settlement.KEEP:
+            unknown = entry.reservation.amount
+        # The row first, the reservation last: a capped run's counter UPDATE locks the run's row until
+        # the COMMIT, so nothing else may run between them.
         calls.close_attempt(session, entry.call_id, self.claim, attempt, unknown)
+        if entry.reservation is not None:
+            close_reservation(session, entry.reservation, attempt)
         return entry.call_id
 
     def committed(self) -> None:

@@ -68,8 +68,12 @@ def claim(session: Session, batch_id: int, lease_seconds: float) -> Claim | None
     claimable = (Batch.status == BatchStatus.QUEUED.value) | (
         (Batch.status == BatchStatus.RUNNING.value) & (Batch.lease_until < func.now())
     )
-    # FOR SHARE: a claim and `budgetq cancel` (which updates the run's row) are ordered by the row lock.
-    running_runs = select(Run.id).where(Run.status == RunStatus.RUNNING.value).with_for_update(read=True)
+    # FOR KEY SHARE: a claim and `budgetq cancel` (which locks the run's row FOR UPDATE first) are
+    # ordered by the row lock, while a capped run's counter UPDATEs (FOR NO KEY UPDATE) and the claims of
+    # its other batches never wait on each other.
+    running_runs = (
+        select(Run.id).where(Run.status == RunStatus.RUNNING.value).with_for_update(read=True, key_share=True)
+    )
     # A batch-api batch travels in a Message Batch (worker/batch_api); a stray task must not call for it.
     synchronous = Batch.api_mode == ApiMode.SYNC.value
     row = session.execute(

@@ -1,8 +1,8 @@
 """Run lifecycle: listing sets and runs, cancelling a run, and ending a claimed batch of a cancelled run.
 
-A cancel is one transaction: the run's row becomes ``cancelled`` first (so every later claim, which
-locks the run row FOR SHARE, and every later spend reservation, which updates it, waits and then sees
-the cancel), then its queued batches and their pending issues become ``cancelled``. Batches already
+A cancel is one transaction: the run's row is locked FOR UPDATE and becomes ``cancelled`` first (so
+every later claim and uncapped reservation, which read the run row FOR KEY SHARE, and every capped
+reservation, which updates it, waits and then sees the cancel), then its queued batches and their pending issues become ``cancelled``. Batches already
 running keep their lease: the attempt in flight finishes and is recorded, and a further attempt is
 refused at the spend gate (``RunCancelledError``).
 """
@@ -128,6 +128,10 @@ def list_runs(session: Session, set_id: int | None, status: str | None, limit: i
 def cancel_run(session: Session, run_id: int, reason: str) -> Cancelled:
     """Cancel a planned or running run (see the module's docstring); NotFoundError for an unknown run or
     one that already ended (naming its status)."""
+    # FOR UPDATE first: the one lock that conflicts with the FOR KEY SHARE reads of claims and
+    # reservations, so none starts against a run this cancel is ending (the counter UPDATEs of a capped
+    # run take FOR NO KEY UPDATE and conflict with it too).
+    session.execute(select(Run.id).where(Run.id == run_id).with_for_update())
     status = session.scalar(
         update(Run)
         .where(Run.id == run_id, Run.status.in_(CANCELLABLE))

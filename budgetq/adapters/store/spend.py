@@ -19,7 +19,7 @@ row locks (day, then run): as many as fit, in order.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -69,10 +69,13 @@ def reserve(
     daily_cap: Decimal | None,
     *,
     capped: bool | None = None,
+    before_hold: Callable[[Reservation], None] | None = None,
 ) -> Reservation:
     """Hold ``amount`` against the run's cap and the day's cap, or raise SpendCapBusyError (it may fit
     once calls in flight settle) or SpendCapExceededError (it cannot). ``capped``: whether the run has
     a cap, when the caller knows (a run's cap is fixed when it is planned); else it is read.
+    ``before_hold``: writes that belong with the reservation (the attempt's row), made before the run's
+    row is locked, so that lock is held for one statement and the COMMIT.
 
     Call inside a transaction: when the day's cap refuses, the run's share is rolled back with it.
     """
@@ -97,18 +100,23 @@ def reserve(
         )
         .returning(SpendReservation.id)
     ).scalar_one()
+    reservation = Reservation(reservation_id, run_id, day, amount, capped)
+    if before_hold is not None:
+        before_hold(reservation)
     if capped:
         # Last, right before the COMMIT: every reservation of the run waits on this row lock, so it is
         # held for one statement. Day rows before the run's row, everywhere: no deadlock.
         _hold_run(session, run_id, amount)
-    return Reservation(reservation_id, run_id, day, amount, capped)
+    return reservation
 
 
 def _uncapped_and_not_cancelled(session: Session, run_id: int) -> dt.date:
-    """Today on the database's clock, read with the run's status under FOR SHARE (see
+    """Today on the database's clock, read with the run's status under FOR KEY SHARE (see
     ``_capped_and_not_cancelled``); refuse once the run is cancelled."""
     row = session.execute(
-        select(Run.status, caps.TODAY).where(Run.id == run_id).with_for_update(read=True, of=Run)
+        select(Run.status, caps.TODAY)
+        .where(Run.id == run_id)
+        .with_for_update(read=True, key_share=True, of=Run)
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"no run with id {run_id}")
@@ -125,10 +133,12 @@ def _capped_and_not_cancelled(session: Session, run_id: int) -> bool:
         raise NotFoundError(f"no run with id {run_id}")
     if cap.spend_cap_usd is not None:
         return True  # _hold_run's UPDATE checks the status under the row lock
-    # No cap, no counter to write. FOR SHARE orders this against `budgetq cancel` (its UPDATE waits for
-    # sharers, a sharer waits for it and then reads its status), yet sharers never wait on each other:
-    # after a cancel commits, no attempt.
-    status = session.scalar(select(Run.status).where(Run.id == run_id).with_for_update(read=True))
+    # No cap, no counter to write. FOR KEY SHARE orders this against `budgetq cancel` (its FOR UPDATE
+    # waits for sharers, a sharer waits for it and then reads its status), yet sharers never wait on
+    # each other nor on a capped run's counter UPDATEs: after a cancel commits, no attempt.
+    status = session.scalar(
+        select(Run.status).where(Run.id == run_id).with_for_update(read=True, key_share=True)
+    )
     if status == RunStatus.CANCELLED.value:
         raise RunCancelledError(f"run {run_id} was cancelled: the attempt was not sent")
     return False
