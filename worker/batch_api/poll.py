@@ -31,8 +31,9 @@ from budgetq.domain.statuses import CallOutcome
 from budgetq.errors import LeaseLostError, LLMCallError, NonRetryableCallError
 from worker import settle
 from worker.batch_api.context import BatchApiContext, give_back
+from worker.batch_api.refused import abandon_unconfirmed
 from worker.batch_api.spend import close_reservations, settle_request
-from worker.batch_api.submit import Submitter, abandon
+from worker.batch_api.submit import Submitter
 from worker.telemetry import observe_attempt
 
 log = logging.getLogger("budgetq.worker.batch_api")
@@ -75,7 +76,7 @@ class Poller:
             reason = "the submission of its Message Batch was never confirmed (the worker died mid-submit)"
             log.warning("Message Batch row %s: %s", tracked.id, reason)
             # The create call may have gone through unseen: what its requests reserved stays counted.
-            abandon(self.api, tracked, claims, reason, blame=False, maybe_billed=True)
+            abandon_unconfirmed(self.api, tracked, claims, reason)
 
     def _poll_one(self, tracked: mb.Tracked) -> int:
         if tracked.api_id is None:
