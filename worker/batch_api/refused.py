@@ -24,7 +24,7 @@ from budgetq.domain.message_batches import CreateStep, after_create_failure
 from budgetq.errors import LeaseLostError, LLMCallError
 from worker import settle
 from worker.batch_api.context import BatchApiContext, give_back
-from worker.batch_api.spend import close_reservations
+from worker.batch_api.spend import close_requests
 
 log = logging.getLogger("budgetq.worker.batch_api")
 
@@ -42,7 +42,7 @@ def create_failed(
         if not mb.abandon(session, tracked, reason):
             return None
         # Only an answer from the API says nothing was created; without one it may have been billed.
-        close_reservations(session, tracked.id, maybe_billed=step is CreateStep.WAIT_UNSEEN)
+        close_requests(session, tracked.id, None if step is CreateStep.WAIT_UNSEEN else error)
         if step in (CreateStep.WAIT, CreateStep.WAIT_UNSEEN):
             give_back(session, claims, reason)
         elif step is CreateStep.SPLIT:
@@ -89,5 +89,5 @@ def abandon_unconfirmed(
     with transaction(api.resources.sessions) as session:
         if not mb.abandon(session, tracked, reason):
             return
-        close_reservations(session, tracked.id, maybe_billed=True)
+        close_requests(session, tracked.id, None)
         give_back(session, claims, reason)

@@ -4,10 +4,11 @@ Claim the run's queued batch-api batches under one lease token; apply the same g
 synchronous call (the estimate, the exact count near the limit, halving when over); build each
 request from the synchronous call's params with the 1-hour cache TTL; group the requests under the
 API's limits; reserve each request's worst case at the batch rate against the run's and the day's
-spend caps, in the transaction that records its Message Batch as ``submitting`` with its requests;
-create it; and store its API id before the task acknowledges. A worker that dies in between leaves a
-``submitting`` row that the poller gives back once its lease passes (its reservations kept as unknown:
-the create may have gone through).
+spend caps, in the transaction that records its Message Batch as ``submitting`` with its requests and
+each request's ``llm_calls`` row (``pending``); create it; and store its API id before the task
+acknowledges. A worker that dies in between leaves a ``submitting`` row that the poller gives back once
+its lease passes (its reservations and rows kept as unknown: the create may have gone through). A create
+that fails is handled by ``worker.batch_api.refused``.
 
 Requests the caps cannot take are refused as a synchronous call would be (``worker.batch_api.spend``):
 while reservations of calls in flight (other requests, other calls) hold the room they wait, given back
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from budgetq.adapters.llm.message_batches import BATCH_CACHE_TTL
-from budgetq.adapters.store import api_modes
+from budgetq.adapters.store import api_modes, calls
 from budgetq.adapters.store import batches as store
 from budgetq.adapters.store import message_batches as mb
 from budgetq.adapters.store import spend as spend_store
@@ -190,10 +191,20 @@ class Submitter:
             tracked: mb.Tracked | None = None
             if fitting:
                 # In the reservations' transaction: a request is never recorded without its spend held,
-                # nor spend held for a request that is not recorded.
+                # nor spend held for a request that is not recorded; and each has its llm_calls row,
+                # pending at its worst case, before it can be sent (so a create that reaches the API
+                # and never returns still leaves a row to mark unknown).
+                rows = calls.open_requests(
+                    session,
+                    [
+                        calls.PendingRequest(a.claim, r.id, r.amount, a.estimated, a.counted)
+                        for a, r in zip(fitting, held, strict=True)
+                    ],
+                    self.api.resources.host,
+                )
                 members = [
-                    mb.Member(a.claim.batch_id, a.claim.token, a.estimated, a.counted, reservation)
-                    for a, reservation in zip(fitting, held, strict=True)
+                    mb.Member(a.claim.batch_id, a.claim.token, a.estimated, a.counted, reservation, row)
+                    for a, reservation, row in zip(fitting, held, rows, strict=True)
                 ]
                 tracked = mb.open_submission(
                     session,

@@ -149,11 +149,16 @@ def test_a_create_that_failed_retryably_is_retried_within_the_call_and_bounded(
     standin.batches.set_behaviour(BatchBehaviour(create_statuses=(status,) * 50))
     before = standin.batches.create_attempts
     again = _start_run(sessions, settings, app)
-    deadline = time.monotonic() + 30
+    deadline, nudged = time.monotonic() + 30, False
     while not _rows(sessions, "SELECT count(*) FROM batches WHERE run_id = :run AND status = 'queued' "
                     "AND last_error LIKE 'creating the Message Batch failed%'", again)[0][0]:  # fmt: skip
         assert time.monotonic() < deadline, standin.batches.create_log
         time.sleep(0.2)
+        if not nudged and standin.batches.create_attempts == before and time.monotonic() > deadline - 28:
+            # The submit task can find the batches still locked by the enqueuer's own bookkeeping and
+            # submit nothing (they wait for the next poll): be that poll, once.
+            app.send_task(POLL_MESSAGE_BATCHES)
+            nudged = True
     time.sleep(1.0)
 
     # Then that submission stopped after the policy's 3 attempts, and its batches wait for the next poll,
