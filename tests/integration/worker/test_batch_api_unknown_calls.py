@@ -119,3 +119,48 @@ def test_a_worker_killed_after_its_create_reached_the_api_leaves_a_row_for_every
         sessions, "SELECT unknown_attempts, unknown_usd FROM unknown_spend WHERE run_id = :run", run_id
     )
     assert spend == [(4, unknown)]
+
+
+def test_a_create_that_got_no_answer_leaves_its_requests_unknown_and_sends_them_once_more(
+    own_database: OwnDatabase,
+    test_settings: Settings,
+    start_worker: Callable[..., Any],
+    standin: Any,
+) -> None:
+    # Given a stand-in that creates a Message Batch at once but answers the create after 6 s, a worker
+    # whose calls time out after 2 s, and a batch-api run of 4 batches
+    sessions = own_database.sessions
+    settings = test_settings.model_copy(
+        update={"max_issues_per_call": PER_CALL, "database_url": own_database.url}
+    )
+    standin.batches.set_behaviour(BatchBehaviour(create_delay_s=6.0))
+    start_worker(concurrency=2, BUDGETQ_DATABASE_URL=own_database.url, BUDGETQ_CALL_TIMEOUT_S="2")
+    set_id = make_seed_set(sessions, f"no-answer-{uuid.uuid4().hex[:8]}", ISSUES)
+    planned = plan_run(sessions, settings, set_id, kind="manual", api_mode="batch-api")
+    assert planned.run_id is not None
+    run_id = planned.run_id
+    app: Celery = make_celery(settings, settings.redis_url or "")
+
+    # When the run goes through, creates answered at once from the first one on (the beat polling)
+    enqueue(app, sessions, planned.batch_ids)
+    deadline = time.monotonic() + 60
+    status = "running"
+    while status == "running":
+        assert time.monotonic() < deadline, standin.batches.create_log
+        if standin.batches.summary() and standin.batches.behaviour.create_delay_s:
+            standin.batches.set_behaviour(BatchBehaviour())
+        app.send_task(POLL_MESSAGE_BATCHES)
+        time.sleep(0.4)
+        ((status,),) = _rows(sessions, "SELECT status FROM runs WHERE id = :run", run_id)
+
+    # Then the unanswered create was not tried again within its call (it may exist: it does), its
+    # requests went out once more in the next poll's create, and both are in llm_calls: 4 rows unknown
+    # (that create may be billed), their reservations kept unknown, and 4 answered
+    assert status == "succeeded"
+    assert [len(ids) for _, ids in standin.batches.create_log] == [4, 4]
+    assert _accepted(standin) == 8
+    calls = _rows(sessions, "SELECT status, unknown_usd > 0 FROM llm_calls WHERE run_id = :run", run_id)
+    assert sorted(calls) == [("ok", False)] * 4 + [("unknown", True)] * 4
+    reservations = _rows(sessions, "SELECT status, count(*) FROM spend_reservations WHERE run_id = :run "
+                         "GROUP BY status ORDER BY status", run_id)  # fmt: skip
+    assert reservations == [("settled", 4), ("unknown", 4)]
