@@ -17,7 +17,13 @@ from enum import StrEnum
 from typing import Any
 
 from budgetq.domain.statuses import ApiMode
-from budgetq.errors import ConfigurationError
+from budgetq.errors import (
+    ConfigurationError,
+    LLMCallError,
+    PromptTooLongError,
+    RetryableCallError,
+    SpendLimitReachedError,
+)
 
 MAX_REQUESTS = 100_000
 # "256 MB" read as the smaller 10^6 megabyte, so a Message Batch is never refused for its size.
@@ -41,6 +47,40 @@ class RetryPath(StrEnum):
 
     RESUBMIT = "resubmit"  # into the run's next Message Batch
     SYNC = "sync"  # to the synchronous Messages API, through the ordinary batch task
+
+
+class CreateStep(StrEnum):
+    """What becomes of the requests of a Message Batch whose create call failed."""
+
+    # The API failed (a retryable status whose retries the call used up): nothing was created; they
+    # wait, unblamed, for the next poll's submit.
+    WAIT = "wait"
+    # No answer at all: it may exist without its id. They wait for the next poll's submit; what they
+    # reserved stays counted as unknown.
+    WAIT_UNSEEN = "wait-unseen"
+    # Too large as a whole: the same requests go out again as two Message Batches of half as many.
+    HALVE = "halve"
+    # One request too large: its batch is halved (a single issue fails), as after a synchronous 413.
+    SPLIT = "split"
+    # The organisation's spend limit: the run stops, as after a synchronous call that met it.
+    STOP_RUN = "stop-run"
+    # Refused (400, 401, 403, 404, 422, ...): the same create would be refused again, so it is never
+    # sent again; its batches fail with the API's answer.
+    FAIL = "fail"
+
+
+def after_create_failure(error: LLMCallError, requests: int) -> CreateStep:
+    """What a failed create of ``requests`` requests means, by the retry policy's classification of its
+    error (``budgetq.adapters.llm.retries.classify``), as a synchronous call's failure would."""
+    if error.status is None and not isinstance(error, RetryableCallError | SpendLimitReachedError):
+        return CreateStep.WAIT_UNSEEN
+    if isinstance(error, SpendLimitReachedError):
+        return CreateStep.STOP_RUN
+    if isinstance(error, PromptTooLongError):
+        return CreateStep.HALVE if requests > 1 else CreateStep.SPLIT
+    if isinstance(error, RetryableCallError):
+        return CreateStep.WAIT
+    return CreateStep.FAIL
 
 
 def custom_id(batch_id: int) -> str:

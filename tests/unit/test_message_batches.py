@@ -9,11 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from budgetq.adapters.llm.client import CallRequest
+from budgetq.adapters.llm.retries import ApiFailure
 from budgetq.adapters.queue.celery_app import LLM_QUEUE, POLL_MESSAGE_BATCHES
 from budgetq.domain.message_batches import (
     MAX_BYTES,
     MAX_REQUESTS,
     BatchRequest,
+    CreateStep,
+    after_create_failure,
     batch_id_of,
     body_bytes,
     custom_id,
@@ -22,7 +25,7 @@ from budgetq.domain.message_batches import (
     resolve_api_mode,
 )
 from budgetq.domain.statuses import ApiMode
-from budgetq.errors import ConfigurationError
+from budgetq.errors import ConfigurationError, NonRetryableCallError
 from budgetq.settings import Settings
 from scheduler.message_batches import beat_entry
 
@@ -171,3 +174,35 @@ def test_the_beat_polls_message_batches_on_the_llm_queue_at_the_configured_inter
         "schedule": 20.0,
         "options": {"queue": LLM_QUEUE, "expires": 20.0},
     }
+
+
+@pytest.mark.parametrize(
+    ("failure", "requests", "step"),
+    [
+        (ApiFailure(400, "invalid_request_error", "bad"), 4, CreateStep.FAIL),
+        (ApiFailure(401, "authentication_error", "no key"), 4, CreateStep.FAIL),
+        (ApiFailure(403, "permission_error", "no"), 4, CreateStep.FAIL),
+        (ApiFailure(404, "not_found_error", "no"), 4, CreateStep.FAIL),
+        (ApiFailure(422, "invalid_request_error", "no"), 4, CreateStep.FAIL),
+        (ApiFailure(413, "request_too_large", "too big"), 4, CreateStep.HALVE),
+        (ApiFailure(400, "invalid_request_error", "prompt is too long: 9 > 8"), 1, CreateStep.SPLIT),
+        (ApiFailure(413, "request_too_large", "too big"), 1, CreateStep.SPLIT),
+        (ApiFailure(429, "rate_limit_error", "slow down"), 4, CreateStep.WAIT),
+        (ApiFailure(500, "api_error", "oops"), 4, CreateStep.WAIT),
+        (ApiFailure(529, "overloaded_error", "busy"), 4, CreateStep.WAIT),
+        (ApiFailure(400, "invalid_request_error", "credit balance is too low"), 4, CreateStep.STOP_RUN),
+    ],
+)
+def test_a_failed_create_is_treated_as_a_synchronous_call_failed_with_the_same_status(
+    failure: ApiFailure, requests: int, step: CreateStep
+) -> None:
+    # Given a failure as the retry policy classifies it, When a create of ``requests`` requests failed so
+    # Then the step taken matches the synchronous path's handling of that status
+    assert after_create_failure(failure.error(), requests) is step
+
+
+def test_a_create_without_an_answer_waits_with_its_spend_kept_as_unknown() -> None:
+    # Given a create that got no answer (the adapter raises it without a status: it may exist)
+    error = NonRetryableCallError("creating a Message Batch got no answer", error_type="connection_error")
+    # Then its requests wait for the next poll, maybe billed
+    assert after_create_failure(error, 4) is CreateStep.WAIT_UNSEEN

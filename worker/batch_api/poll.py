@@ -1,8 +1,9 @@
 """Poll Message Batches and ingest those that ended (beat task ``POLL_MESSAGE_BATCHES``, stateless).
 
 One pass: give back submissions never confirmed, ask the API about every Message Batch it holds, and
-ingest each one that ended under a lease on its row. Each result is recorded (one ``llm_calls`` row,
-batch-priced, tagged with its Message Batch) and settled exactly as a synchronous answer
+ingest each one that ended under a lease on its row. Each result is recorded (its request's
+``llm_calls`` row, written pending before the create, settled batch-priced and tagged with its Message
+Batch) and settled exactly as a synchronous answer
 (``worker.settle``) in one transaction fenced by its batch's lease token: ingesting the same results
 twice finds the batches no longer held and changes nothing. The spend each request reserved when it
 was submitted settles in that same transaction: to the result's cost, or released for an errored,
@@ -13,7 +14,9 @@ batch-api batches wait.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from decimal import Decimal
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,8 +34,9 @@ from budgetq.domain.statuses import CallOutcome
 from budgetq.errors import LeaseLostError, LLMCallError, NonRetryableCallError
 from worker import settle
 from worker.batch_api.context import BatchApiContext, give_back
-from worker.batch_api.spend import close_reservations, settle_request
-from worker.batch_api.submit import Submitter, abandon
+from worker.batch_api.refused import abandon_unconfirmed
+from worker.batch_api.spend import close_requests, settle_request
+from worker.batch_api.submit import Submitter
 from worker.telemetry import observe_attempt
 
 log = logging.getLogger("budgetq.worker.batch_api")
@@ -75,7 +79,7 @@ class Poller:
             reason = "the submission of its Message Batch was never confirmed (the worker died mid-submit)"
             log.warning("Message Batch row %s: %s", tracked.id, reason)
             # The create call may have gone through unseen: what its requests reserved stays counted.
-            abandon(self.api, tracked, claims, reason, blame=False, maybe_billed=True)
+            abandon_unconfirmed(self.api, tracked, claims, reason)
 
     def _poll_one(self, tracked: mb.Tracked) -> int:
         if tracked.api_id is None:
@@ -110,8 +114,8 @@ class Poller:
         with transaction(self.api.resources.sessions) as session:
             if not mb.give_up(session, tracked, reason):
                 return
-            # Whatever ran of it may have been billed: the unsettled reservations stay counted.
-            close_reservations(session, tracked.id, maybe_billed=True)
+            # Whatever ran of it may have been billed: the unsettled reservations and rows stay counted.
+            close_requests(session, tracked.id, None)
             members = mb.members(session, tracked.id)
             claims = api_modes.held(session, {m.batch_id: m.token for m in members.values()})
             give_back(session, claims, reason)
@@ -156,6 +160,8 @@ class Poller:
                     return []
                 (claim,) = claims
                 call_id = self._record(session, claim, api_id, member, outcome)
+                if call_id is None:
+                    raise LeaseLostError(f"the result for batch {member.batch_id} was recorded already")
                 settle_request(session, member, outcome)
                 follow_ups = list(self._settle(session, claim, call_id, outcome).follow_ups)
         except (LeaseLostError, IntegrityError) as exc:
@@ -185,16 +191,27 @@ class Poller:
 
     def _record(
         self, session: Session, claim: store.Claim, api_id: str, member: mb.Member, outcome: RequestOutcome
-    ) -> int:
-        """The result's ``llm_calls`` row, tagged with its Message Batch (unique per batch)."""
-        call_id = calls.record_attempt(
-            session,
-            claim,
-            outcome.attempt,
-            estimated_input=member.estimated_input_tokens,
-            counted_input=member.counted_input_tokens,
-            host=self.api.resources.host,
-        )
+    ) -> int | None:
+        """Settle the request's ``llm_calls`` row with its result: the row written pending before its
+        create (or, for a request older than migration 0017, a new one), tagged with its Message Batch
+        (unique per batch); its id, None when that row was settled before (the result was ingested)."""
+        # Every request of a Message Batch is at the batch tier, an errored one too.
+        attempt = dataclasses.replace(outcome.attempt, service_tier=outcome.attempt.service_tier or "batch")
+        if member.llm_call_id is None:
+            if mb.call_recorded(session, api_id, member.batch_id):
+                return None
+            call_id = calls.record_attempt(
+                session,
+                claim,
+                attempt,
+                estimated_input=member.estimated_input_tokens,
+                counted_input=member.counted_input_tokens,
+                host=self.api.resources.host,
+            )
+        elif calls.close_attempt(session, member.llm_call_id, claim, attempt, Decimal(0)):
+            call_id = member.llm_call_id
+        else:
+            return None
         mb.tag_call(session, call_id, api_id)
         return call_id
 
@@ -203,8 +220,6 @@ class Poller:
     ) -> None:
         """A result whose batch this Message Batch no longer holds: ingested before (nothing to do), or
         its batch was taken back meanwhile (the request was billed all the same: record it once)."""
-        if mb.call_recorded(session, api_id, member.batch_id):
-            return
         (claim,) = api_modes.held(session, {member.batch_id: member.token}, only_held=False)
-        self._record(session, claim, api_id, member, outcome)
-        settle_request(session, member, outcome)
+        if self._record(session, claim, api_id, member, outcome) is not None:
+            settle_request(session, member, outcome)

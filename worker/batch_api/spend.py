@@ -4,8 +4,9 @@ what becomes of requests the caps refuse, and how a request's reservation closes
 A request reserves its worst case at the batch rate when its Message Batch is recorded (the
 submitter, through ``budgetq.adapters.store.spend.reserve_many``); its result settles that reservation to its
 cost, or releases it when it was not billed; a Message Batch given up keeps its requests' reservations
-as unknown when they may have been billed. Refusals are treated as the synchronous path treats them
-(``worker.process``): wait while calls in flight hold the room, else stop the run.
+(and ``llm_calls`` rows) as unknown when they may have been billed. Refusals are treated as the
+synchronous path treats them (``worker.process``): wait while calls in flight hold the room, else stop
+the run.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.llm.message_batches import RequestOutcome
+from budgetq.adapters.llm.replies import outcome_of
 from budgetq.adapters.store import batches as store
+from budgetq.adapters.store import calls, outbox, run_issues, spend_caps
 from budgetq.adapters.store import message_batches as mb
-from budgetq.adapters.store import outbox, run_issues, spend_caps
 from budgetq.adapters.store import spend as spend_store
 from budgetq.domain.catalog import get_model, prices_on
 from budgetq.domain.spend import Settlement, overrun, reservation_for, settlement_of_result, worth_trying
-from budgetq.errors import LeaseLostError, SpendCapBusyError, SpendCapExceededError
+from budgetq.errors import LeaseLostError, LLMCallError, SpendCapBusyError, SpendCapExceededError
 from budgetq.settings import Settings
 from worker.batch_api.context import give_back
 
@@ -91,15 +93,32 @@ def settle_request(session: Session, member: mb.Member, outcome: RequestOutcome)
         )
 
 
-def close_reservations(session: Session, message_batch_id: int, *, maybe_billed: bool) -> int:
-    """Close the reservations still held by a given-up Message Batch's requests: kept as unknown (still
-    counted, no longer waited for) when its requests may have been billed, else released; how many."""
+def close_requests(session: Session, message_batch_id: int, refused: LLMCallError | None) -> int:
+    """Close what a given-up Message Batch's requests still hold, reservation and ``llm_calls`` row
+    together. ``refused``: the API's answer to a create that made nothing; their reservations are
+    released and their rows closed with it. None: they may have been billed (a create unanswered, a
+    submitter dead mid-create, a Message Batch the API lost); both are kept as unknown (still counted,
+    no longer waited for; the row's worst case in ``unknown_usd``). How many reservations closed."""
     closed = 0
-    for member in mb.members(session, message_batch_id).values():
+    members = mb.members(session, message_batch_id).values()
+    for member in members:
         if member.reservation is None:
             continue
-        if maybe_billed:
+        if refused is None:
             closed += spend_store.keep(session, member.reservation)
         else:
             closed += spend_store.release(session, member.reservation)
+    rows = [m.llm_call_id for m in members if m.llm_call_id is not None]
+    if refused is None:
+        calls.mark_unknown_calls(session, rows)
+    else:
+        calls.close_refused(
+            session,
+            rows,
+            outcome_of(refused),
+            http_status=refused.status,
+            error_type=refused.error_type,
+            error_message=str(refused),
+            request_id=refused.request_id,
+        )
     return closed

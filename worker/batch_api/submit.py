@@ -4,10 +4,11 @@ Claim the run's queued batch-api batches under one lease token; apply the same g
 synchronous call (the estimate, the exact count near the limit, halving when over); build each
 request from the synchronous call's params with the 1-hour cache TTL; group the requests under the
 API's limits; reserve each request's worst case at the batch rate against the run's and the day's
-spend caps, in the transaction that records its Message Batch as ``submitting`` with its requests;
-create it; and store its API id before the task acknowledges. A worker that dies in between leaves a
-``submitting`` row that the poller gives back once its lease passes (its reservations kept as unknown:
-the create may have gone through).
+spend caps, in the transaction that records its Message Batch as ``submitting`` with its requests and
+each request's ``llm_calls`` row (``pending``); create it; and store its API id before the task
+acknowledges. A worker that dies in between leaves a ``submitting`` row that the poller gives back once
+its lease passes (its reservations and rows kept as unknown: the create may have gone through). A create
+that fails is handled by ``worker.batch_api.refused``.
 
 Requests the caps cannot take are refused as a synchronous call would be (``worker.batch_api.spend``):
 while reservations of calls in flight (other requests, other calls) hold the room they wait, given back
@@ -17,27 +18,25 @@ the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from budgetq.adapters.llm.message_batches import BATCH_CACHE_TTL
-from budgetq.adapters.store import api_modes
+from budgetq.adapters.store import api_modes, calls
 from budgetq.adapters.store import batches as store
 from budgetq.adapters.store import message_batches as mb
 from budgetq.adapters.store import spend as spend_store
 from budgetq.adapters.store.completion import finish_if_done
 from budgetq.adapters.store.engine import transaction
-from budgetq.domain.message_batches import BatchRequest, body_bytes, group, request_for
-from budgetq.errors import (
-    ConfigurationError,
-    LLMCallError,
-    NonRetryableCallError,
-    SpendCapExceededError,
-)
+from budgetq.domain.message_batches import BatchRequest, CreateStep, body_bytes, group, request_for
+from budgetq.errors import ConfigurationError, LLMCallError, SpendCapExceededError
 from worker.batch_api.context import BatchApiContext, give_back
-from worker.batch_api.spend import close_reservations, hold_back, worst_case, worth_claiming
+from worker.batch_api.refused import create_failed
+from worker.batch_api.spend import hold_back, worst_case, worth_claiming
 from worker.guarding import calibration_for, exact_count, guard
 
 log = logging.getLogger("budgetq.worker.batch_api")
@@ -56,12 +55,14 @@ class _Admitted:
 
 @dataclass(frozen=True)
 class _Created:
-    """What became of a group of requests: how many went out in a Message Batch (None: the API refused
-    the create), and, when the spend caps stopped short, their refusal and the requests left out."""
+    """What became of a group of requests: how many went out in a Message Batch (None: the create
+    failed), the two halves to send instead when it was too large as a whole, and, when the spend caps
+    stopped short, their refusal and the requests left out."""
 
     sent: int | None
     refusal: SpendCapExceededError | None = None
     left: tuple[_Admitted, ...] = ()
+    halves: tuple[tuple[_Admitted, ...], ...] = ()
 
 
 class Submitter:
@@ -110,17 +111,23 @@ class Submitter:
                 max_requests=s.message_batch_max_requests,
                 max_bytes=s.message_batch_max_bytes,
             )
-            for index, requests in enumerate(groups):
-                later = [admitted[r.batch_id] for rest in groups[index + 1 :] for r in rest]
-                created = self._create(run_id, [admitted[r.batch_id] for r in requests], later)
+            pending = deque([admitted[r.batch_id] for r in requests] for requests in groups)
+            while pending:
+                current = pending.popleft()
+                later = [a for rest in pending for a in rest]
+                created = self._create(run_id, current, later)
                 if created.refusal is not None:
                     with transaction(self.api.resources.sessions) as session:
                         hold_back(
                             session, run_id, [a.claim for a in (*created.left, *later)], created.refusal
                         )
                     return submitted + (created.sent or 0)
+                if created.halves:
+                    # Too large as a whole: its requests go out again, in two smaller Message Batches.
+                    pending.extendleft(list(h) for h in reversed(created.halves))
+                    continue
                 if created.sent is None:
-                    # The API refused one: the rest wait for the next poll too, unblamed.
+                    # The create failed: the rest wait for the next poll, unblamed, in other Message Batches.
                     with transaction(self.api.resources.sessions) as session:
                         give_back(
                             session,
@@ -184,10 +191,20 @@ class Submitter:
             tracked: mb.Tracked | None = None
             if fitting:
                 # In the reservations' transaction: a request is never recorded without its spend held,
-                # nor spend held for a request that is not recorded.
+                # nor spend held for a request that is not recorded; and each has its llm_calls row,
+                # pending at its worst case, before it can be sent (so a create that reaches the API
+                # and never returns still leaves a row to mark unknown).
+                rows = calls.open_requests(
+                    session,
+                    [
+                        calls.PendingRequest(a.claim, r.id, r.amount, a.estimated, a.counted)
+                        for a, r in zip(fitting, held, strict=True)
+                    ],
+                    self.api.resources.host,
+                )
                 members = [
-                    mb.Member(a.claim.batch_id, a.claim.token, a.estimated, a.counted, reservation)
-                    for a, reservation in zip(fitting, held, strict=True)
+                    mb.Member(a.claim.batch_id, a.claim.token, a.estimated, a.counted, reservation, row)
+                    for a, reservation, row in zip(fitting, held, rows, strict=True)
                 ]
                 tracked = mb.open_submission(
                     session,
@@ -199,29 +216,23 @@ class Submitter:
         left = tuple(admitted[len(held) :])
         if tracked is None:
             return _Created(0, refusal, left)
-        return _Created(self._send(run_id, tracked, fitting), refusal, left)
+        return dataclasses.replace(self._send(run_id, tracked, fitting), refusal=refusal, left=left)
 
-    def _send(self, run_id: int, tracked: mb.Tracked, admitted: Sequence[_Admitted]) -> int | None:
-        """Create the recorded Message Batch; how many requests it holds, or None when it failed."""
+    def _send(self, run_id: int, tracked: mb.Tracked, admitted: Sequence[_Admitted]) -> _Created:
+        """Create the recorded Message Batch; how many requests it holds (None when the create failed,
+        with the two halves to send instead when it was too large as a whole)."""
         try:
             state = self.api.client(tracked.mode, tracked.model).create([a.request.entry for a in admitted])
         except LLMCallError as exc:
-            log.warning(
-                "run %s: creating a Message Batch of %s requests failed: %s", run_id, len(admitted), exc
-            )
-            # A refusal of the request itself (a 4xx) is some batch's fault: counted, so halving isolates
-            # it. An outage or an unanswered create is not: the batches wait, unblamed, for the next poll.
-            blame = isinstance(exc, NonRetryableCallError) and exc.status is not None
-            abandon(
-                self.api,
-                tracked,
-                [a.claim for a in admitted],
-                f"creating the Message Batch failed: {exc}",
-                blame=blame,
-                # Only an answer from the API says nothing was created; without one it may have been.
-                maybe_billed=exc.status is None,
-            )
-            return None
+            # What the API answered decides, as for a synchronous call: a refusal is never sent again as
+            # the same create; too large goes out again in halves; an outage waits for the next poll.
+            step = create_failed(self.api, tracked, [a.claim for a in admitted], exc)
+            if step is CreateStep.HALVE:
+                middle = len(admitted) // 2
+                return _Created(None, halves=(tuple(admitted[:middle]), tuple(admitted[middle:])))
+            if step is CreateStep.SPLIT:
+                return _Created(0)  # one request's own fault: the others of this submission go on
+            return _Created(None)
         with transaction(self.api.resources.sessions) as session:
             confirmed = mb.confirm(session, tracked, state.api_id, state.processing_status, state.expires_at)
         if not confirmed:
@@ -231,31 +242,6 @@ class Submitter:
                 run_id,
                 state.api_id,
             )
-            return 0
+            return _Created(0)
         log.info("run %s: submitted Message Batch %s (%s requests)", run_id, state.api_id, len(admitted))
-        return len(admitted)
-
-
-def abandon(
-    api: BatchApiContext,
-    tracked: mb.Tracked,
-    claims: Sequence[store.Claim],
-    reason: str,
-    *,
-    blame: bool,
-    maybe_billed: bool,
-) -> None:
-    """Mark a submission abandoned and give its batches back (``blame``: down the retry path, counted).
-    Its reservations are released, or kept as unknown when it ``maybe_billed`` (the create may have
-    gone through unseen)."""
-    follow_ups: list[int] = []
-    with transaction(api.resources.sessions) as session:
-        if not mb.abandon(session, tracked, reason):
-            return
-        close_reservations(session, tracked.id, maybe_billed=maybe_billed)
-        if not blame:
-            give_back(session, claims, reason)
-            return
-        for claim in claims:
-            follow_ups += api.retry(session, claim, reason).follow_ups
-    api.dispatch(follow_ups)
+        return _Created(len(admitted))

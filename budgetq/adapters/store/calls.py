@@ -6,6 +6,11 @@ attempt did in the transaction that settles the reservation (``worker/ledger.py`
 dies mid-call leaves a pending row beside a held reservation, and the reaper marks both unknown: a
 call paid for but never answered to us is still in the cost views, as a worst case.
 
+A request of a Message Batch is the same: its row is opened ``pending`` (``open_requests``) with its
+reservation in the transaction that records it, before the create; its result closes it
+(``close_attempt``); a create the API refused closes it with the refusal (``close_refused``); one that
+may have gone through unseen marks it ``unknown`` (``mark_unknown_calls``).
+
 Rows are not fenced by the lease: the attempt happened whoever holds the batch now.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -109,6 +115,39 @@ def open_attempt(
     return session.execute(insert(LLMCall).values(values).returning(LLMCall.id)).scalar_one()
 
 
+@dataclass(frozen=True)
+class PendingRequest:
+    """A Message Batch request about to be created: its claim, reservation and what the guard saw."""
+
+    claim: Claim
+    reservation_id: int | None
+    worst_case_usd: Decimal
+    estimated_input: int
+    counted_input: int | None
+
+
+def open_requests(session: Session, requests: Sequence[PendingRequest], host: str) -> list[int]:
+    """Write the ``pending`` rows of a Message Batch's requests, about to be created (one statement, at
+    the batch tier, the first attempt each); their ids, in order."""
+    if not requests:
+        return []
+    now = dt.datetime.now(dt.UTC)
+    values = [
+        _claim_columns(r.claim, r.estimated_input, r.counted_input, host)
+        | {
+            "attempt": 1,
+            "status": CallOutcome.PENDING.value,
+            "reservation_id": r.reservation_id,
+            "unknown_usd": r.worst_case_usd,
+            "service_tier": "batch",
+            "started_at": now,
+            "finished_at": now,
+        }
+        for r in requests
+    ]
+    return list(session.scalars(insert(LLMCall).returning(LLMCall.id, sort_by_parameter_order=True), values))
+
+
 def close_attempt(session: Session, call_id: int, c: Claim, attempt: Attempt, unknown_usd: Decimal) -> bool:
     """Write what the attempt did into its row (pending, or marked unknown by a reaper that thought its
     worker gone); ``unknown_usd``: its worst case when billing is still not known, else 0. False when
@@ -135,6 +174,46 @@ def mark_unknown(session: Session, batch_ids: Sequence[int]) -> int:
     """Mark the pending rows of batches whose worker is gone ``unknown`` (their worst case stays in
     ``unknown_usd``); how many."""
     return _pending_to_unknown(session, LLMCall.batch_id, batch_ids)
+
+
+def close_refused(
+    session: Session,
+    call_ids: Sequence[int],
+    outcome: CallOutcome,
+    *,
+    http_status: int | None,
+    error_type: str | None,
+    error_message: str,
+    request_id: str | None,
+) -> int:
+    """Close the pending (or unknown) rows of requests whose Message Batch create the API refused: nothing
+    was created, so nothing was billed (``unknown_usd`` 0); how many."""
+    if not call_ids:
+        return 0
+    rows = session.scalars(
+        update(LLMCall)
+        .where(
+            LLMCall.id.in_(call_ids),
+            LLMCall.status.in_([CallOutcome.PENDING.value, CallOutcome.UNKNOWN.value]),
+        )
+        .values(
+            status=outcome.value,
+            http_status=http_status,
+            error_type=error_type,
+            error_message=error_message[:2000],
+            request_id=request_id,
+            unknown_usd=0,
+            finished_at=func.now(),
+        )
+        .returning(LLMCall.id)
+    ).all()
+    return len(rows)
+
+
+def mark_unknown_calls(session: Session, call_ids: Sequence[int]) -> int:
+    """Mark these rows ``unknown`` where still pending (requests of a Message Batch whose create went
+    unanswered, or that the API lost); how many."""
+    return _pending_to_unknown(session, LLMCall.id, call_ids)
 
 
 def mark_unknown_reserved(session: Session, reservation_ids: Sequence[int]) -> int:

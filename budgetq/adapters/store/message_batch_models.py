@@ -56,3 +56,7 @@ class MessageBatchRequest(Base):
     spend_reservation_id: Mapped[int | None] = mapped_column(
         ForeignKey("spend_reservations.id", ondelete="SET NULL")
     )
+    # Its llm_calls row, written pending before the create (migration 0017; None on older rows).
+    llm_call_id: Mapped[int | None] = mapped_column(
+        ForeignKey("llm_calls.id", ondelete="SET NULL", name="message_batch_requests_llm_call_id_fkey")
+    )

@@ -1,9 +1,10 @@
 """Message Batches in PostgreSQL: submissions, polls and ingestion leases.
 
 A submission (its batches claimed by ``budgetq.adapters.store.api_modes.claim_queued``) inserts a
-``message_batches`` row in state ``submitting`` with one ``message_batch_requests`` row per batch
-and the lease token it is held under, all before the create call. The
-API's id is stored as soon as the call returns (``confirm``), before the task acknowledges. An
+``message_batches`` row in state ``submitting`` with one ``message_batch_requests`` row per batch,
+the lease token it is held under and its pending ``llm_calls`` row, all before the create call. The
+API's id is stored as soon as the call returns (``confirm``), on the row and on its requests' calls,
+before the task acknowledges. An
 ended Message Batch is ingested under a lease on its row (``message_batch_ingest``); each result settles
 its batch through the ordinary fenced transitions of ``budgetq.adapters.store.batches``, so a result
 ingested twice finds its batch no longer held by that token and changes nothing.
@@ -39,6 +40,8 @@ class Member:
     estimated_input_tokens: int
     counted_input_tokens: int | None
     reservation: Reservation | None = None
+    # Its llm_calls row, written pending before the create (None on rows older than migration 0017).
+    llm_call_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ def open_submission(
                 "estimated_input_tokens": m.estimated_input_tokens,
                 "counted_input_tokens": m.counted_input_tokens,
                 "spend_reservation_id": m.reservation.id if m.reservation is not None else None,
+                "llm_call_id": m.llm_call_id,
             }
             for m in members
         ],
@@ -124,6 +128,18 @@ def confirm(
             Batch.status == BatchStatus.RUNNING.value,
         )
         .values(lease_until=expires_at + HOLD_AFTER_EXPIRY)
+    )
+    # Its requests' rows, pending since before the create, now name the Message Batch they are in.
+    session.execute(
+        update(LLMCall)
+        .where(
+            LLMCall.id.in_(
+                select(MessageBatchRequest.llm_call_id).where(
+                    MessageBatchRequest.message_batch_id == tracked.id
+                )
+            )
+        )
+        .values(message_batch_id=api_id)
     )
     return True
 
@@ -234,13 +250,15 @@ def members(session: Session, message_batch_id: int) -> dict[int, Member]:
             r.estimated_input_tokens,
             r.counted_input_tokens,
             Reservation(s.id, s.run_id, s.day, s.amount_usd) if s is not None else None,
+            r.llm_call_id,
         )
         for r, s in rows
     }
 
 
 def call_recorded(session: Session, api_id: str, batch_id: int) -> bool:
-    """Whether the request of ``batch_id`` in Message Batch ``api_id`` already has its llm_calls row."""
+    """Whether the request of ``batch_id`` in Message Batch ``api_id`` already has its llm_calls row
+    (a row of a request older than migration 0017, written when its result was ingested)."""
     found = session.scalar(
         select(LLMCall.id).where(LLMCall.message_batch_id == api_id, LLMCall.batch_id == batch_id)
     )

@@ -40,13 +40,19 @@ class BatchBehaviour:
     seed: int = 0
     # The next creates answer these HTTP statuses in turn (an API error each), then creates succeed.
     create_statuses: tuple[int, ...] = ()
+    # A successful create's answer goes out this late, the Message Batch already made: a client that
+    # dies (or gives up) meanwhile created a Message Batch whose id it never learns.
+    create_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         rates = (self.errored_rate, self.expired_rate)
         if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0:
             raise ValueError(f"errored_rate and expired_rate must be in [0, 1] and sum to <= 1, got {rates}")
-        if self.processing_delay_s < 0:
-            raise ValueError(f"processing_delay_s must be >= 0, got {self.processing_delay_s}")
+        if self.processing_delay_s < 0 or self.create_delay_s < 0:
+            raise ValueError(
+                "processing_delay_s and create_delay_s must be >= 0, got "
+                f"{self.processing_delay_s} and {self.create_delay_s}"
+            )
         object.__setattr__(self, "create_statuses", tuple(self.create_statuses))  # JSON gives a list
         if any(not 400 <= s <= 599 for s in self.create_statuses):
             raise ValueError(f"create_statuses must be HTTP error statuses, got {self.create_statuses}")
@@ -71,6 +77,7 @@ class BatchReply:
     status: int
     body: object = None
     lines: tuple[JSONDict, ...] | None = None
+    delay_s: float = 0.0
 
 
 # Sends one Messages request body to the stand-in and returns (HTTP status, JSON body).
@@ -141,6 +148,15 @@ def _parse_requests(raw: bytes) -> list[tuple[str, bytes]]:
     return parsed
 
 
+def _custom_ids(raw: bytes) -> tuple[str, ...]:
+    """The custom ids a create body carries, as far as it can be read (for the create log)."""
+    try:
+        requests = json.loads(raw or b"null").get("requests") or []
+        return tuple(str(r.get("custom_id")) for r in requests if isinstance(r, dict))
+    except (ValueError, AttributeError, TypeError):
+        return ()
+
+
 class MessageBatches:
     """The Message Batches endpoints of one stand-in; thread-safe, batches kept in memory."""
 
@@ -160,6 +176,8 @@ class MessageBatches:
         self._batches: dict[str, _Batch] = {}
         self._create_failures = list(behaviour.create_statuses)
         self.create_attempts = 0  # POST /v1/messages/batches received, failed or not
+        # Each create received, in order: the status it was answered and the custom ids it carried.
+        self.create_log: list[tuple[int, tuple[str, ...]]] = []
 
     @property
     def behaviour(self) -> BatchBehaviour:
@@ -179,6 +197,7 @@ class MessageBatches:
             self._rng = random.Random(self._behaviour.seed)
             self._create_failures = list(self._behaviour.create_statuses)
             self.create_attempts = 0
+            self.create_log.clear()
 
     def summary(self) -> list[JSONDict]:
         """Every batch as the API shows it (for the admin endpoint and tests)."""
@@ -220,10 +239,12 @@ class MessageBatches:
             self.create_attempts += 1
             status = self._create_failures.pop(0) if self._create_failures else None
         if status is not None:
+            self._note_create(status, _custom_ids(body))
             return _error(status, _ERROR_TYPES.get(status, "api_error"), f"injected create failure {status}")
         try:
             requests = _parse_requests(body)
         except ValueError as exc:
+            self._note_create(400, _custom_ids(body))
             return _error(400, "invalid_request_error", str(exc))
         batch_id = "msgbatch_01" + uuid.uuid4().hex[:22]
         with self._lock:
@@ -236,7 +257,12 @@ class MessageBatches:
                 behaviour=behaviour,
             )
             self._batches[batch_id] = batch
-        return BatchReply(200, self._view(batch))
+        self._note_create(200, tuple(c for c, _ in requests))
+        return BatchReply(200, self._view(batch), delay_s=behaviour.create_delay_s)
+
+    def _note_create(self, status: int, custom_ids: tuple[str, ...]) -> None:
+        with self._lock:
+            self.create_log.append((status, custom_ids))
 
     def _list(self) -> JSONDict:
         views = sorted(self.summary(), key=lambda v: str(v["created_at"]), reverse=True)

@@ -166,7 +166,13 @@ class StandIn:
             fail = ApiFailure(401, "authentication_error", "x-api-key header is required")
             return Reply(401, error_body(fail, request_id), headers={"request-id": request_id})
         answer = self.batches.handle(method, path, body)
-        return Reply(answer.status, answer.body, headers={"request-id": request_id}, lines=answer.lines)
+        return Reply(
+            answer.status,
+            answer.body,
+            headers={"request-id": request_id},
+            lines=answer.lines,
+            delay_s=answer.delay_s,
+        )
 
     def _send_message(self, params: bytes) -> tuple[int, JSONDict]:
         """One request of a Message Batch, answered like a synchronous call (and logged as one)."""

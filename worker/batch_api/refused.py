@@ -1,0 +1,93 @@
+"""A Message Batch whose create call failed: what becomes of its batches, by what the API answered.
+
+The create call itself retries what the retry policy calls retryable (``MessageBatchesClient.create``);
+what reaches here is final for that submission, and is treated as a synchronous call's failure of the
+same kind (``worker.process``, ``_call_failed``; ``budgetq.domain.message_batches.after_create_failure``):
+a refusal is never sent again as the same create, its batches fail with the API's answer; too large
+is sent again in halves (a single request: its batch halved); the spend limit stops the run; an outage
+or an unanswered create waits, unblamed, for the next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from budgetq.adapters.store import batches as store
+from budgetq.adapters.store import message_batches as mb
+from budgetq.adapters.store import run_issues
+from budgetq.adapters.store.completion import finish_if_done
+from budgetq.adapters.store.engine import transaction
+from budgetq.domain.message_batches import CreateStep, after_create_failure
+from budgetq.errors import LeaseLostError, LLMCallError
+from worker import settle
+from worker.batch_api.context import BatchApiContext, give_back
+from worker.batch_api.spend import close_requests
+
+log = logging.getLogger("budgetq.worker.batch_api")
+
+
+def create_failed(
+    api: BatchApiContext, tracked: mb.Tracked, claims: Sequence[store.Claim], error: LLMCallError
+) -> CreateStep | None:
+    """Abandon the submission whose create failed with ``error`` and do what that means for its
+    batches; the step taken (None when the submission was given up meanwhile and is no longer ours).
+    On ``HALVE`` the claims stay held, for the caller to send again in two halves."""
+    step = after_create_failure(error, len(claims))
+    reason = f"creating the Message Batch failed: {error}"
+    follow_ups: list[int] = []
+    with transaction(api.resources.sessions) as session:
+        if not mb.abandon(session, tracked, reason):
+            return None
+        # Only an answer from the API says nothing was created; without one it may have been billed.
+        close_requests(session, tracked.id, None if step is CreateStep.WAIT_UNSEEN else error)
+        if step in (CreateStep.WAIT, CreateStep.WAIT_UNSEEN):
+            give_back(session, claims, reason)
+        elif step is CreateStep.SPLIT:
+            for claim in claims:
+                try:
+                    with session.begin_nested():
+                        follow_ups += settle.split_or_fail(session, claim, reason).follow_ups
+                except LeaseLostError:
+                    log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
+        elif step is CreateStep.FAIL:
+            _fail(session, claims, reason)
+        elif step is CreateStep.STOP_RUN:
+            _fail(session, claims, reason)
+            run_issues.stop_run(session, tracked.run_id, reason)
+    log.warning(
+        "run %s: creating a Message Batch of %s requests failed (%s): %s",
+        tracked.run_id,
+        len(claims),
+        step.value,
+        error,
+    )
+    api.dispatch(follow_ups)
+    return step
+
+
+def _fail(session: Session, claims: Sequence[store.Claim], reason: str) -> None:
+    """Fail the claimed batches for good, with ``reason``, and close their run if that was the last."""
+    for claim in claims:
+        try:
+            with session.begin_nested():
+                store.fail(session, claim, reason)
+        except LeaseLostError:
+            log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
+    if claims:
+        finish_if_done(session, claims[0].run_id)
+
+
+def abandon_unconfirmed(
+    api: BatchApiContext, tracked: mb.Tracked, claims: Sequence[store.Claim], reason: str
+) -> None:
+    """Give up a submission never confirmed (its submitter died mid-create): its batches go back to the
+    queue unblamed, and since the create may have gone through unseen, what its requests reserved stays
+    counted as unknown."""
+    with transaction(api.resources.sessions) as session:
+        if not mb.abandon(session, tracked, reason):
+            return
+        close_requests(session, tracked.id, None)
+        give_back(session, claims, reason)
