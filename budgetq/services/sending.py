@@ -23,6 +23,11 @@ def enqueue(app: Celery, sessions: sessionmaker[Session], batch_ids: Sequence[in
     with transaction(sessions) as session:
         sync, batch_api_runs = api_modes.route(session, batch_ids)
         runs = run_store.runs_of_batches(session, batch_ids)
+        # Noted before the messages go, not after: a worker that takes a message at once found the batch
+        # row locked by this UPDATE (a claim waited; a Message Batch submission skipped it until the next
+        # poll; once, a deadlock). A batch noted but never sent is sent again by the reaper, as one
+        # never noted is.
+        run_store.mark_enqueued(session, batch_ids)
     try:
         for batch_id in sync:
             app.send_task(PROCESS_BATCH, args=[batch_id])
@@ -43,5 +48,3 @@ def enqueue(app: Celery, sessions: sessionmaker[Session], batch_ids: Sequence[in
             f"run {ids} stopped: {reason}. Check BUDGETQ_REDIS_URL and that Redis is up, then start it "
             "again (`budgetq run` or `budgetq reprocess`)"
         ) from exc
-    with transaction(sessions) as session:
-        run_store.mark_enqueued(session, batch_ids)

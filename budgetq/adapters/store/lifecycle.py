@@ -2,9 +2,9 @@
 
 A cancel is one transaction: the run's row is locked FOR UPDATE and becomes ``cancelled`` first (so
 every later claim and uncapped reservation, which read the run row FOR KEY SHARE, and every capped
-reservation, which updates it, waits and then sees the cancel), then its queued batches and their pending issues become ``cancelled``. Batches already
-running keep their lease: the attempt in flight finishes and is recorded, and a further attempt is
-refused at the spend gate (``RunCancelledError``).
+reservation, which updates it, waits and then sees the cancel), then its queued batches and their
+pending issues become ``cancelled``. Batches already running keep their lease: the attempt in flight
+finishes and is recorded, and a further attempt is refused at the spend gate (``RunCancelledError``).
 """
 
 from __future__ import annotations
