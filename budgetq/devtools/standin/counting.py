@@ -1,80 +1,94 @@
-"""cl100k token counts of long texts, counted piecewise with the pieces' counts cached.
+"""cl100k token counts of long texts, counted word by word with the words' counts cached.
 
 The stand-in counts every request's input and every answer's output with tiktoken, and that was the
-bulk of its CPU. Those texts are mostly the same few strings (the answer's JSON is made of template
-sentences and keys; the issue blocks of a batch share their markup) separated by numbers (ids,
-counts, confidences). tiktoken first splits a text into pieces with the encoding's pattern, then
-encodes each piece alone, so a text's count is the sum of its parts' counts whenever it is cut
-where a piece starts (and the part before the cut splits alone as it does inside the text).
+bulk of its CPU. Those texts repeat the same words over and over (the answer's JSON is made of
+template sentences and keys; the issue blocks of a batch share their markup and vocabulary).
+tiktoken first splits a text into pieces with the encoding's pattern, then encodes each piece
+alone, so a text's count is the sum of its parts' counts whenever it is cut where a piece starts
+(and the part before the cut splits alone as it does inside the text).
 
 For cl100k (``'…|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}++|\\p{N}{1,3}+| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*+|\\s++$|…``)
-a maximal run of numeric characters is always its own pieces (no other alternative takes a digit),
-so the text can be cut right after an ASCII digit run that no other numeric character follows, and
-right before one that no numeric character precedes - unless two whitespace characters precede it:
-``\\s+(?!\\S)`` would then leave the last one to the digits' side in the text but not in the part
-alone (where ``\\s++$`` takes them all). A digit run cut on both sides is ``ceil(len / 3)`` tokens
-(every 1- to 3-digit string is one cl100k token); the other parts are encoded once and cached.
+no piece holds a non-whitespace character followed by a space (letters, digits and punctuation runs
+never take a trailing space; a space only ever starts a piece or sits in a run of whitespace), and
+no alternative that ends a piece on such a character looks past it. So a text can be cut before
+every space that follows a non-whitespace character: it is counted as its first word plus, per
+further word, the count of " word", those cached (the words not cached yet are counted together in
+one encode, cut apart where its tokens end). A text where whitespace precedes a space (two spaces,
+an indented line) is counted whole: ``\\s+(?!\\S)`` makes such runs depend on what follows.
 ``tests/unit/test_standin_counting.py`` checks the sums against plain tiktoken counts.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-import unicodedata
-from collections.abc import Callable
+from bisect import bisect_left
+from itertools import accumulate
 
-_DIGITS = re.compile(r"[0-9]+")
+import tiktoken
 
-# Parts up to this long are cached (a bounded LRU of short strings: template text and markup);
-# longer ones - prose without numbers - are rarely repeated and would make the cache large.
-_CACHED_PART_CHARS = 256
-_CACHED_PARTS = 1 << 16
+# The pattern's \s (Unicode White_Space): a word ending in one is not cut after.
+_WHITESPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
 
-
-def _numeric(char: str) -> bool:
-    """Whether the pattern's ``\\p{N}`` may match ``char`` (a neighbour of an ASCII digit run, so
-    never an ASCII digit); a character with a numeric value counts too, to err on not cutting."""
-    return char >= "\x80" and (char.isnumeric() or unicodedata.category(char)[0] == "N")
+# Bounds on the word cache (it is cleared when full): enough for the vocabulary of many batches,
+# small for a dev tool; a longer "word" (a blob without spaces) is counted but never kept.
+_CACHED_WORDS = 200_000
+_CACHED_WORD_CHARS = 100
 
 
 class PieceCounter:
-    """``count(text) == len(encode_ordinary(text))``, cheaper on texts made of repeated parts."""
+    """``count(text) == len(encoding.encode_ordinary(text))``, cheaper on texts of repeated words."""
 
-    def __init__(self, encode_ordinary: Callable[[str], list[int]]) -> None:
-        self._encode = encode_ordinary
-        # Per instance (not a module-level cache): one per encoding, freed with its counter.
-        self._cached: Callable[[str], int] = functools.lru_cache(maxsize=_CACHED_PARTS)(self._uncached)
-
-    def _uncached(self, part: str) -> int:
-        return len(self._encode(part))
-
-    def _part(self, part: str) -> int:
-        if not part:
-            return 0
-        if len(part) > _CACHED_PART_CHARS:
-            return self._uncached(part)
-        return self._cached(part)
+    def __init__(self, encoding: tiktoken.Encoding) -> None:
+        self._encoding = encoding
+        self._encode = encoding.encode_ordinary
+        self._spaced: dict[str, int] = {}  # word -> tokens of " " + word (only words cut after)
+        self._token_bytes: list[int] | None = None
 
     def count(self, text: str) -> int:
         """The number of tokens ``encode_ordinary`` gives for ``text``."""
-        total, start, size = 0, 0, len(text)
-        for match in _DIGITS.finditer(text):
-            begin, end = match.span()
-            cut_before = begin > 0 and not _numeric(text[begin - 1])
-            if cut_before and begin > 1 and text[begin - 1].isspace() and text[begin - 2].isspace():
-                cut_before = False
-            cut_after = end == size or not _numeric(text[end])
-            if cut_before:
-                total += self._part(text[start:begin])
-                start = begin
-            elif begin == 0:
-                cut_before = True  # the text starts with the run: nothing precedes it
-            if not cut_after:
-                continue  # the run goes on in a non-ASCII digit: it stays inside the next part
-            if cut_before:
-                total += -(-(end - begin) // 3)  # the whole numeric run, 3 digits a token
-            else:
-                total += self._part(text[start:end])
-            start = end
-        return total + self._part(text[start:])
+        words = text.split(" ")
+        if len(words) < 3 or (words[0] and words[0][-1] in _WHITESPACE):
+            return len(self._encode(text))
+        middle, cache = words[1:-1], self._spaced
+        missing = set(middle).difference(cache)  # set operations and map: no Python loop per word
+        if missing:
+            if any(not w or w[-1] in _WHITESPACE for w in missing):  # whitespace before a space
+                return len(self._encode(text))
+            if len(cache) + len(missing) > _CACHED_WORDS:
+                cache.clear()
+                missing = set(middle)
+            cache.update(self._count_words(list(missing)))
+        total = len(self._encode(words[0])) + sum(map(cache.__getitem__, middle))
+        for word in missing:
+            if len(word) > _CACHED_WORD_CHARS:
+                del cache[word]
+        return total + len(self._encode(" " + words[-1]))
+
+    def _count_words(self, words: list[str]) -> dict[str, int]:
+        """Tokens of " " + word for each word (none empty or ending in whitespace), in one encode:
+        they are cut apart in " w1 w2 …" where its tokens end, by the tokens' byte lengths."""
+        joined = " " + " ".join(words)
+        try:
+            ends = list(accumulate(len(w.encode()) + 1 for w in words))
+        except UnicodeEncodeError:  # lone surrogates, which tiktoken replaces: one encode per word
+            return {w: len(self._encode(" " + w)) for w in words}
+        lengths = self._byte_lengths()
+        token_ends = list(accumulate(map(lengths.__getitem__, self._encode(joined))))
+        at = [bisect_left(token_ends, end) for end in ends]
+        if any(token_ends[i] != end for i, end in zip(at, ends, strict=True)):  # never, by the cut rule
+            return {w: len(self._encode(" " + w)) for w in words}
+        return {w: i - j for w, i, j in zip(words, at, [-1, *at[:-1]], strict=True)}
+
+    def _byte_lengths(self) -> list[int]:
+        """The byte length of every ordinary token (built on first use, ~0.1 s)."""
+        if self._token_bytes is None:
+            lengths = [0] * self._encoding.n_vocab
+            for token in range(self._encoding.n_vocab):
+                try:
+                    lengths[token] = len(self._encoding.decode_single_token_bytes(token))
+                except KeyError:  # an unused id between the ordinary and the special tokens
+                    pass
+            self._token_bytes = lengths
+        return self._token_bytes

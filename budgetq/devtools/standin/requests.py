@@ -108,7 +108,7 @@ class TokenCounter:
         self.ratio = ratio
         # encode(text, disallowed_special=()) allows no special token either, so it is
         # encode_ordinary: special-token text counts as ordinary text (tests/unit checks it).
-        self._pieces = PieceCounter(self._enc.encode_ordinary)
+        self._pieces = PieceCounter(self._enc)
         # The system prompt and tools are the same few strings on every call: counted once each.
         self._fixed: functools._lru_cache_wrapper[int] = functools.lru_cache(maxsize=64)(self.raw)
 
