@@ -95,7 +95,11 @@ _OBJECTS = (
     "users.email",
 )
 _STAGES = ("nightly ETL", "staging", "CDC replication", "dbt", "ingestion", "warehouse export")
-_ISSUE_BLOCK = re.compile(r'<issue id="(-?\d+)"[^>]*>\n(.*?)\n</issue>', re.DOTALL)
+# An issue block is <issue id="…" …>\n text \n</issue> (``_issue_blocks``): the opening tag by regex,
+# the text up to the first closing tag by str.find - a lazy (.*?) regex stepped through every text
+# character by character and was most of the cost of reading a request.
+_ISSUE_OPEN = re.compile(r'<issue id="(-?\d+)"[^>]*>\n')
+_ISSUE_CLOSE = "\n</issue>"
 _IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*(?:[._][a-z0-9]+)+\b")
 
 
@@ -132,7 +136,7 @@ def _finding(category: str) -> tuple[str, str, str]:
 def _category(text: str, categories: tuple[str, ...], h: int) -> str:
     lowered = text.lower()
     for words, category in _hints_for(categories):
-        if any(w in lowered for w in words):
+        if any(map(lowered.__contains__, words)):  # map: no generator frame per word
             return category
     return categories[h % len(categories)] if categories else "other"
 
@@ -233,9 +237,23 @@ def text_answer(issue_ids: list[int], measure: Callable[[str], int], max_tokens:
     return " ".join(words), stop_reason
 
 
+def _issue_blocks(user_text: str) -> dict[int, str]:
+    """Text per issue id, as ``re.findall(r'<issue id="(-?\\d+)"[^>]*>\\n(.*?)\\n</issue>', DOTALL)``
+    reads them (the shortest text closing the tag; the next block is looked for after it)."""
+    texts: dict[int, str] = {}
+    at = 0
+    while (tag := _ISSUE_OPEN.search(user_text, at)) is not None:
+        end = user_text.find(_ISSUE_CLOSE, tag.end())
+        if end < 0:
+            break  # no block can close after this one either
+        texts[int(tag.group(1))] = user_text[tag.end() : end]
+        at = end + len(_ISSUE_CLOSE)
+    return texts
+
+
 def issues_in(user_text: str) -> list[tuple[int, str]]:
     """(issue id, text) per issue of a message made by ``budgetq.domain.answers.render_issues``."""
-    texts = {int(i): t for i, t in _ISSUE_BLOCK.findall(user_text)}  # findall: no Match objects
+    texts = _issue_blocks(user_text)
     try:
         from budgetq.domain.answers import parse_issue_ids
     except ImportError:  # answers.py is optional for the stand-in: fall back to its own parsing
