@@ -21,7 +21,8 @@ an indented line) is counted whole: ``\\s+(?!\\S)`` makes such runs depend on wh
 from __future__ import annotations
 
 from bisect import bisect_left
-from itertools import accumulate
+from itertools import accumulate, repeat
+from operator import sub
 
 import tiktoken
 
@@ -70,16 +71,19 @@ class PieceCounter:
         """Tokens of " " + word for each word (none empty or ending in whitespace), in one encode:
         they are cut apart in " w1 w2 …" where its tokens end, by the tokens' byte lengths."""
         joined = " " + " ".join(words)
-        try:
-            ends = list(accumulate(len(w.encode()) + 1 for w in words))
-        except UnicodeEncodeError:  # lone surrogates, which tiktoken replaces: one encode per word
-            return {w: len(self._encode(" " + w)) for w in words}
+        if joined.isascii():  # one byte a character; map and accumulate: no Python loop per word
+            ends = list(accumulate(map((1).__add__, map(len, words))))
+        else:
+            try:
+                ends = list(accumulate(len(w.encode()) + 1 for w in words))
+            except UnicodeEncodeError:  # lone surrogates, which tiktoken replaces: one encode per word
+                return {w: len(self._encode(" " + w)) for w in words}
         lengths = self._byte_lengths()
         token_ends = list(accumulate(map(lengths.__getitem__, self._encode(joined))))
-        at = [bisect_left(token_ends, end) for end in ends]
-        if any(token_ends[i] != end for i, end in zip(at, ends, strict=True)):  # never, by the cut rule
+        at = list(map(bisect_left, repeat(token_ends), ends))
+        if list(map(token_ends.__getitem__, at)) != ends:  # never, by the cut rule
             return {w: len(self._encode(" " + w)) for w in words}
-        return {w: i - j for w, i, j in zip(words, at, [-1, *at[:-1]], strict=True)}
+        return dict(zip(words, map(sub, at, [-1, *at[:-1]]), strict=True))
 
     def _byte_lengths(self) -> list[int]:
         """The byte length of every ordinary token (built on first use, ~0.1 s)."""
