@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 import tiktoken
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budgetq.devtools.standin import counting
 from budgetq.devtools.standin.answers import diagnose
 from budgetq.devtools.standin.counting import PieceCounter
 from budgetq.devtools.standin.requests import ENCODING, TokenCounter
@@ -83,3 +85,25 @@ def test_the_token_counter_uses_the_same_counts() -> None:
     text = "payments.amount is negative for 12 refunds <|endoftext|> since 2024-03-02"
     assert counter.raw(text) == _tiktoken(text)
     assert counter.of_json({"a": [1, 22, 333, 4444]}) == _tiktoken(json.dumps({"a": [1, 22, 333, 4444]}))
+
+
+def test_threads_sharing_a_small_cache_count_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a cache that is cleared every few texts and long words that are never kept
+    monkeypatch.setattr(counting, "_CACHED_WORDS", 60)
+    counter = PieceCounter(ENC)
+    texts = [f"issue {i} of {i % 7} rows in t_{i} {'x' * (90 + i % 20)} ends (#{i})." for i in range(400)]
+    wrong: list[str] = []
+
+    def work(part: list[str]) -> None:
+        try:
+            wrong.extend(t for t in part if counter.count(t) != _tiktoken(t))
+        except Exception as exc:  # a KeyError from a word another thread evicted, say
+            wrong.append(repr(exc))
+
+    # When four threads count them at once, then every count is tiktoken's
+    threads = [threading.Thread(target=work, args=(texts[k::4],)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []

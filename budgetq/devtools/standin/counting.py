@@ -20,6 +20,7 @@ an indented line) is counted whole: ``\\s+(?!\\S)`` makes such runs depend on wh
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from itertools import accumulate, repeat
 from operator import sub
@@ -46,26 +47,37 @@ class PieceCounter:
         self._encode = encoding.encode_ordinary
         self._spaced: dict[str, int] = {}  # word -> tokens of " " + word (only words cut after)
         self._token_bytes: list[int] | None = None
+        self._lock = threading.Lock()
 
     def count(self, text: str) -> int:
         """The number of tokens ``encode_ordinary`` gives for ``text``."""
         words = text.split(" ")
         if len(words) < 3 or (words[0] and words[0][-1] in _WHITESPACE):
             return len(self._encode(text))
-        middle, cache = words[1:-1], self._spaced
+        # One thread at a time on the cache: the server's threads share it, tiktoken lets go of the
+        # GIL, and a word another thread evicted between the lookups would be a KeyError.
+        with self._lock:
+            middle = self._middle(words[1:-1])
+        if middle is None:
+            return len(self._encode(text))
+        return len(self._encode(words[0])) + middle + len(self._encode(" " + words[-1]))
+
+    def _middle(self, middle: list[str]) -> int | None:
+        """The tokens of " " + word summed over ``middle``; None if some word ends in whitespace."""
+        cache = self._spaced
         missing = set(middle).difference(cache)  # set operations and map: no Python loop per word
         if missing:
             if any(not w or w[-1] in _WHITESPACE for w in missing):  # whitespace before a space
-                return len(self._encode(text))
+                return None
             if len(cache) + len(missing) > _CACHED_WORDS:
                 cache.clear()
                 missing = set(middle)
             cache.update(self._count_words(list(missing)))
-        total = len(self._encode(words[0])) + sum(map(cache.__getitem__, middle))
+        total = sum(map(cache.__getitem__, middle))
         for word in missing:
             if len(word) > _CACHED_WORD_CHARS:
                 del cache[word]
-        return total + len(self._encode(" " + words[-1]))
+        return total
 
     def _count_words(self, words: list[str]) -> dict[str, int]:
         """Tokens of " " + word for each word (none empty or ending in whitespace), in one encode:
