@@ -7,6 +7,7 @@ offered tool, ``diagnose`` writes an issue's diagnosis (same id and text: same a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -94,7 +95,11 @@ _OBJECTS = (
     "users.email",
 )
 _STAGES = ("nightly ETL", "staging", "CDC replication", "dbt", "ingestion", "warehouse export")
-_ISSUE_BLOCK = re.compile(r'<issue id="(-?\d+)"[^>]*>\n(.*?)\n</issue>', re.DOTALL)
+# An issue block is <issue id="…" …>\n text \n</issue> (``_issue_blocks``): the opening tag by regex,
+# the text up to the first closing tag by str.find - a lazy (.*?) regex stepped through every text
+# character by character and was most of the cost of reading a request.
+_ISSUE_OPEN = re.compile(r'<issue id="(-?\d+)"[^>]*>\n')
+_ISSUE_CLOSE = "\n</issue>"
 _IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*(?:[._][a-z0-9]+)+\b")
 
 
@@ -106,21 +111,41 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + "."
 
 
+# Diagnoses are deterministic, and a batch is often answered more than once (retries, splits, a rerun
+# of the same set), so the last ones are kept; bounded so a long-running stand-in stays small.
+_DIAGNOSIS_CACHE = 20_000
+
+
+@functools.lru_cache(maxsize=64)
+def _hints_for(categories: tuple[str, ...]) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """(hint words, category) for each hint key some category contains, in ``_HINTS`` order: the
+    category lookup of ``_category`` done once per tool schema instead of once per issue."""
+    out = []
+    for key, words in _HINTS:
+        hinted = [c for c in categories if key in c.lower()]
+        if hinted:
+            out.append((words, hinted[0]))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _finding(category: str) -> tuple[str, str, str]:
+    return next(f for f in _FINDINGS if f[0] in category.lower())
+
+
 def _category(text: str, categories: tuple[str, ...], h: int) -> str:
     lowered = text.lower()
-    for key, words in _HINTS:
-        if any(w in lowered for w in words):
-            hinted = [c for c in categories if key in c.lower()]
-            if hinted:
-                return hinted[0]
+    for words, category in _hints_for(categories):
+        if any(map(lowered.__contains__, words)):  # map: no generator frame per word
+            return category
     return categories[h % len(categories)] if categories else "other"
 
 
-def diagnose(issue_id: int, text: str, categories: tuple[str, ...] = DEFAULT_CATEGORIES) -> JSONDict:
-    """One deterministic, plausible diagnosis for an issue (same id and text: same answer)."""
+@functools.lru_cache(maxsize=_DIAGNOSIS_CACHE)
+def _diagnosis(issue_id: int, text: str, categories: tuple[str, ...]) -> JSONDict:
     h = _digest(issue_id, text)
     category = _category(text, categories, h)
-    finding = next(f for f in _FINDINGS if f[0] in category.lower())
+    finding = _finding(category)
     named = _IDENTIFIER.findall(text)
     obj = named[(h >> 8) % len(named)] if named else _OBJECTS[(h >> 8) % len(_OBJECTS)]
     stage = _STAGES[(h >> 16) % len(_STAGES)]
@@ -131,6 +156,11 @@ def diagnose(issue_id: int, text: str, categories: tuple[str, ...] = DEFAULT_CAT
         "proposed_fix": _sentence(finding[2].format(obj=obj, stage=stage)),
         "confidence": round(0.55 + ((h >> 24) % 41) / 100, 2),
     }
+
+
+def diagnose(issue_id: int, text: str, categories: tuple[str, ...] = DEFAULT_CATEGORIES) -> JSONDict:
+    """One deterministic, plausible diagnosis for an issue (same id and text: same answer)."""
+    return dict(_diagnosis(issue_id, text, categories))  # a copy: callers may change theirs
 
 
 def apply_answer_faults(entries: list[JSONDict], draw: FaultDraw) -> JSONDict:
@@ -207,9 +237,23 @@ def text_answer(issue_ids: list[int], measure: Callable[[str], int], max_tokens:
     return " ".join(words), stop_reason
 
 
+def _issue_blocks(user_text: str) -> dict[int, str]:
+    """Text per issue id, as ``re.findall(r'<issue id="(-?\\d+)"[^>]*>\\n(.*?)\\n</issue>', DOTALL)``
+    reads them (the shortest text closing the tag; the next block is looked for after it)."""
+    texts: dict[int, str] = {}
+    at = 0
+    while (tag := _ISSUE_OPEN.search(user_text, at)) is not None:
+        end = user_text.find(_ISSUE_CLOSE, tag.end())
+        if end < 0:
+            break  # no block can close after this one either
+        texts[int(tag.group(1))] = user_text[tag.end() : end]
+        at = end + len(_ISSUE_CLOSE)
+    return texts
+
+
 def issues_in(user_text: str) -> list[tuple[int, str]]:
     """(issue id, text) per issue of a message made by ``budgetq.domain.answers.render_issues``."""
-    texts = {int(m.group(1)): m.group(2) for m in _ISSUE_BLOCK.finditer(user_text)}
+    texts = _issue_blocks(user_text)
     try:
         from budgetq.domain.answers import parse_issue_ids
     except ImportError:  # answers.py is optional for the stand-in: fall back to its own parsing

@@ -75,8 +75,14 @@ def raise_transport_fault(
         )
 
 
-def answer_for(req: MessagesRequest, draw: FaultDraw, tokens: TokenCounter) -> Answer:
-    """The answer to ``req`` with the answer faults of ``draw``, its output measured by ``tokens``."""
+def answer_for(
+    req: MessagesRequest,
+    draw: FaultDraw,
+    tokens: TokenCounter,
+    issues: list[tuple[int, str]] | None = None,
+) -> Answer:
+    """The answer to ``req`` with the answer faults of ``draw``, its output measured by ``tokens``;
+    ``issues`` is ``issues_in(req.user_text)`` when the caller has it already (parsing costs)."""
     if draw.answer == "refusal":
         text = "I can't help with this request."
         details = {"type": "refusal", "category": None, "explanation": None}
@@ -86,12 +92,14 @@ def answer_for(req: MessagesRequest, draw: FaultDraw, tokens: TokenCounter) -> A
         tool = choose_tool(req.tools, req.tool_choice)
     except ValueError as exc:
         raise invalid_request(str(exc)) from None
-    issues = issues_in(req.user_text)
+    if issues is None:
+        issues = issues_in(req.user_text)
     if tool is None:
         text, stop_reason = text_answer([i for i, _ in issues], tokens.of_text, req.max_tokens)
         output = req.max_tokens if stop_reason == "max_tokens" else tokens.of_text(text)
         return Answer([{"type": "text", "text": text}], stop_reason, output)
-    entries = [diagnose(i, t, categories_of(tool)) for i, t in issues]
+    categories = categories_of(tool)  # once per call, not per issue
+    entries = [diagnose(i, t, categories) for i, t in issues]
     tool_input, stop_reason, output = tool_answer(entries, draw, req.max_tokens, tokens.of_json)
     block = {"type": "tool_use", "id": new_id("toolu_"), "name": tool["name"], "input": tool_input}
     applied = tuple(n for n in draw.names() if n not in ("slow", "stream_overloaded"))

@@ -7,6 +7,7 @@ A ``cache_control`` mark on a system block (or a tool) makes the prefix up to it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import tiktoken
 
+from budgetq.devtools.standin.counting import PieceCounter
 from budgetq.devtools.standin.http import invalid_request
 from budgetq.devtools.standin.mapping import JSONDict
 
@@ -104,10 +106,15 @@ class TokenCounter:
     def __init__(self, ratio: float) -> None:
         self._enc = tiktoken.get_encoding(ENCODING)
         self.ratio = ratio
+        # encode(text, disallowed_special=()) allows no special token either, so it is
+        # encode_ordinary: special-token text counts as ordinary text (tests/unit checks it).
+        self._pieces = PieceCounter(self._enc)
+        # The system prompt and tools are the same few strings on every call: counted once each.
+        self._fixed: functools._lru_cache_wrapper[int] = functools.lru_cache(maxsize=64)(self.raw)
 
     def raw(self, text: str) -> int:
         """The cl100k token count of ``text``."""
-        return len(self._enc.encode(text, disallowed_special=()))
+        return self._pieces.count(text)
 
     def scaled(self, raw: int) -> int:
         """A cl100k count in the 'model's' tokens."""
@@ -123,9 +130,9 @@ class TokenCounter:
 
     def count(self, req: MessagesRequest) -> TokenCount:
         """The request's input tokens and cacheable prefix; ApiFailure (400) for an unknown cache TTL."""
-        tools_raw = self.raw(json.dumps(req.tools)) if req.tools else 0
+        tools_raw = self._fixed(json.dumps(req.tools)) if req.tools else 0
         system_raw = [
-            self.raw(str(b.get("text", ""))) if b.get("type") == "text" else self.raw(json.dumps(b))
+            self._fixed(str(b.get("text", ""))) if b.get("type") == "text" else self._fixed(json.dumps(b))
             for b in req.system
         ]
         total = self.scaled(tools_raw + sum(system_raw) + sum(self.raw(t) for t in req.texts))

@@ -197,7 +197,8 @@ class StandIn:
     def _messages(self, body: bytes, entry: JSONDict) -> Reply:
         req = parse_request(body, counting=False)
         entry.update(model=req.model, max_tokens=req.max_tokens, stream=req.stream)
-        entry["issue_ids"] = [i for i, _ in issues_in(req.user_text)]
+        issues = issues_in(req.user_text)  # parsed once, for the log and the answer
+        entry["issue_ids"] = [i for i, _ in issues]
         count = self._tokens.count(req)
         entry["counted_input_tokens"] = count.total
         with self._lock:
@@ -220,7 +221,7 @@ class StandIn:
                 retry_after=admission.retry_after,
             )
         self._cache.commit(count)
-        answer = answer_for(req, draw, self._tokens)
+        answer = answer_for(req, draw, self._tokens, issues)
         broken = draw.stream_overloaded and req.stream  # the stream breaks after message_start
         self._limiter.settle(admission.ticket, 0 if broken else answer.output_tokens)
         entry.update(
