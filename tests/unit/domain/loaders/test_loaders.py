@@ -16,7 +16,7 @@ from budgetq.errors import IngestError
 from budgetq.services.loading import parse_file, resolve_path, sniff, to_issues
 from budgetq.services.manifests import read_manifest
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "loaders"
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "loaders"
 DBT = FIXTURES / "dbt_target"
 
 
