@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     Numeric,
@@ -136,6 +137,8 @@ class Batch(Base):
     __table_args__ = (
         Index("batches_run_status_idx", "run_id", "status"),
         Index("batches_open_idx", "run_id", postgresql_where=text("status IN ('queued', 'running')")),
+        # The target of the per-call rows' (batch_id, run_id) keys (migration 0018).
+        UniqueConstraint("id", "run_id", name="batches_id_run_key"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -203,6 +206,14 @@ class Result(Base):
     __tablename__ = "results"
     __table_args__ = (
         UniqueConstraint("run_id", "issue_id", name="results_run_issue_key"),
+        # A result is for an issue of its run; not a key on runs, whose one row every batch's insert
+        # would lock (migration 0018).
+        ForeignKeyConstraint(
+            ["run_id", "issue_id"],
+            ["run_issues.run_id", "run_issues.issue_id"],
+            ondelete="CASCADE",
+            name="results_run_issue_fkey",
+        ),
         Index("results_llm_call_idx", "llm_call_id"),
         Index(
             "results_reuse_key_idx",
@@ -213,7 +224,7 @@ class Result(Base):
         Index("results_reused_from_idx", "reused_from_result_id"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(BigInteger)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
     # Both NULL for a reused answer: no batch carried it and no call paid for it.
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
@@ -236,6 +247,14 @@ class LLMCall(Base):
 
     __tablename__ = "llm_calls"
     __table_args__ = (
+        # The call's run is its batch's run; not a key on runs, whose one row every call would lock
+        # (migration 0018).
+        ForeignKeyConstraint(
+            ["batch_id", "run_id"],
+            ["batches.id", "batches.run_id"],
+            ondelete="CASCADE",
+            name="llm_calls_batch_run_fkey",
+        ),
         Index("llm_calls_run_idx", "run_id"),
         Index("llm_calls_batch_idx", "batch_id"),
         Index("llm_calls_started_idx", "started_at"),
@@ -257,7 +276,7 @@ class LLMCall(Base):
         Index("llm_calls_pending_idx", "batch_id", postgresql_where=text("status = 'pending'")),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(BigInteger)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer)
     model: Mapped[str] = mapped_column(Text)
@@ -319,6 +338,14 @@ class SpendReservation(Base):
 
     __tablename__ = "spend_reservations"
     __table_args__ = (
+        # The call's run is its batch's run; not a key on runs, whose one row every call would lock
+        # (migration 0018).
+        ForeignKeyConstraint(
+            ["batch_id", "run_id"],
+            ["batches.id", "batches.run_id"],
+            ondelete="CASCADE",
+            name="spend_reservations_batch_run_fkey",
+        ),
         Index("spend_reservations_run_idx", "run_id"),
         Index("spend_reservations_status_idx", "status"),
         Index(
@@ -333,7 +360,7 @@ class SpendReservation(Base):
         ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(BigInteger)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     day: Mapped[dt.date] = mapped_column(ForeignKey("daily_spend.day"))
     amount_usd: Mapped[Decimal] = mapped_column(USD)
