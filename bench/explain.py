@@ -136,26 +136,38 @@ def main() -> None:
             with transaction(sessions) as session:
                 calibration.observed_ratios(session, claim.model, max_age=calibration.FRESH_FOR)
             explain.step = f"{label}reserve, with the attempt's pending row"
+            opened: list[int] = []
             with transaction(sessions) as session:
-                reservation = spend.reserve(session, run_id, batch_id, Decimal("0.3"), cap)
-                call_id = calls.open_attempt(
-                    session,
-                    claim,
-                    1,
-                    reservation_id=reservation.id,
-                    worst_case_usd=Decimal("0.3"),
-                    estimated_input=4000,
-                    counted_input=None,
-                    host="explain",
+
+                def open_row(
+                    held: spend.Reservation, claim: batches.Claim = claim, opened: list[int] = opened
+                ) -> None:
+                    # As the worker's spend gate does: the row before the run's counter (capped runs).
+                    opened.append(
+                        calls.open_attempt(
+                            session,
+                            claim,
+                            1,
+                            reservation_id=held.id,
+                            worst_case_usd=Decimal("0.3"),
+                            estimated_input=4000,
+                            counted_input=None,
+                            host="explain",
+                        )
+                    )
+
+                reservation = spend.reserve(
+                    session, run_id, batch_id, Decimal("0.3"), cap, capped=claim.capped, before_hold=open_row
                 )
+            call_id = opened[0]
             explain.step = f"{label}settle, with the attempt's row"
             with transaction(sessions) as session:
-                spend.settle(session, reservation, Decimal("0.15"))
                 calls.close_attempt(session, call_id, claim, _attempt(), Decimal(0))
+                spend.settle(session, reservation, Decimal("0.15"))
             explain.step = f"{label}write results and run_issues, close the batch"
             answers = [Answer(i, "null_values", "empty strings", "fix", 0.8) for i in claim.issue_ids]
             with transaction(sessions) as session:
-                batches.complete(session, claim, call_id, answers, [])
+                batches.complete(session, claim, call_id, answers, [], cost_usd=Decimal("0.15"))
                 explain.step = f"{label}completion check"
                 completion.finish_if_done(session, run_id)
                 explain.step = f"{label}completion re-check after COMMIT"
