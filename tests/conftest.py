@@ -64,19 +64,26 @@ def _psycopg_url(url: str) -> str:
 def fresh_database(server_database_url: str) -> Iterator[Callable[[], str]]:
     """A factory of new, migrated databases on the test server; all are dropped at the end."""
     made: list[str] = []
+    template: list[str] = []  # migrated once per session; each fresh database is a copy of it
 
     def make() -> str:
         name = f"budgetq_test_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(_psycopg_url(server_database_url), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            if not template:
+                # Running every migration took about a second per database, hundreds of times a run;
+                # a copy of an already migrated one takes under a tenth of that.
+                source = f"budgetq_template_{uuid.uuid4().hex[:12]}"
+                conn.execute(f'CREATE DATABASE "{source}"')
+                made.append(source)
+                upgrade(_with_database(server_database_url, source))
+                template.append(source)
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template[0]}"')
         made.append(name)
-        url = _with_database(server_database_url, name)
-        upgrade(url)
-        return url
+        return _with_database(server_database_url, name)
 
     yield make
     with psycopg.connect(_psycopg_url(server_database_url), autocommit=True) as conn:
-        for name in made:
+        for name in reversed(made):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
