@@ -82,3 +82,14 @@ def give_back(session: Session, claims: Sequence[store.Claim], reason: str) -> N
                 store.release(session, claim, reason, count_failure=False)
         except LeaseLostError:
             log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
+
+
+def fail_claims(session: Session, claims: Sequence[store.Claim], reason: str) -> None:
+    """Fail claimed batches for good, with ``reason`` (their issues fail with it); a batch the reaper
+    already took back is left to its new holder."""
+    for claim in claims:
+        try:
+            with session.begin_nested():
+                store.fail(session, claim, reason)
+        except LeaseLostError:
+            log.info("batch %s: already taken back (%s)", claim.batch_id, reason)

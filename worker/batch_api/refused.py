@@ -23,7 +23,7 @@ from budgetq.adapters.store.engine import transaction
 from budgetq.domain.message_batches import CreateStep, after_create_failure
 from budgetq.errors import LeaseLostError, LLMCallError
 from worker import settle
-from worker.batch_api.context import BatchApiContext, give_back
+from worker.batch_api.context import BatchApiContext, fail_claims, give_back
 from worker.batch_api.spend import close_requests
 
 log = logging.getLogger("budgetq.worker.batch_api")
@@ -70,12 +70,7 @@ def create_failed(
 
 def _fail(session: Session, claims: Sequence[store.Claim], reason: str) -> None:
     """Fail the claimed batches for good, with ``reason``, and close their run if that was the last."""
-    for claim in claims:
-        try:
-            with session.begin_nested():
-                store.fail(session, claim, reason)
-        except LeaseLostError:
-            log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
+    fail_claims(session, claims, reason)
     if claims:
         finish_if_done(session, claims[0].run_id)
 

@@ -26,9 +26,9 @@ from budgetq.adapters.store import message_batches as mb
 from budgetq.adapters.store import spend as spend_store
 from budgetq.domain.catalog import get_model, prices_on
 from budgetq.domain.spend import Settlement, overrun, reservation_for, settlement_of_result, worth_trying
-from budgetq.errors import LeaseLostError, LLMCallError, SpendCapBusyError, SpendCapExceededError
+from budgetq.errors import LLMCallError, SpendCapBusyError, SpendCapExceededError
 from budgetq.settings import Settings
-from worker.batch_api.context import give_back
+from worker.batch_api.context import fail_claims, give_back
 
 log = logging.getLogger("budgetq.worker.batch_api")
 
@@ -61,12 +61,7 @@ def hold_back(
         give_back(session, claims, reason)
         log.info("run %s: %s batches wait for spend cap room: %s", run_id, len(claims), reason)
         return
-    for claim in claims:
-        try:
-            with session.begin_nested():
-                store.fail(session, claim, reason)
-        except LeaseLostError:
-            log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
+    fail_claims(session, claims, reason)
     outbox.record_cap_reached(session, run_id, None)  # None: the day's cap as last recorded
     run_issues.stop_run(session, run_id, reason)
     log.error("run %s stopped: %s", run_id, reason)
