@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 from budgetq.domain.answers import (
@@ -35,12 +35,16 @@ class BatchPrompt:
 
     def estimated_at(self, calibration: float) -> int:
         """The estimated input tokens of this same request at ``calibration``."""
-        (fixed_raw, fixed_chars), (user_raw, user_chars) = self.counts
-        return (
-            estimate_tokens(fixed_raw, fixed_chars, calibration)
-            + TOOL_USE_SYSTEM_TOKENS
-            + estimate_tokens(user_raw, user_chars, calibration)
-        )
+        return _estimated(self.counts, calibration)
+
+
+def _estimated(counts: tuple[tuple[int, int], tuple[int, int]], calibration: float) -> int:
+    (fixed_raw, fixed_chars), (user_raw, user_chars) = counts
+    return (
+        estimate_tokens(fixed_raw, fixed_chars, calibration)
+        + TOOL_USE_SYSTEM_TOKENS
+        + estimate_tokens(user_raw, user_chars, calibration)
+    )
 
 
 @lru_cache(maxsize=1)
@@ -64,15 +68,14 @@ def build_prompt(issues: Sequence[PromptIssue], calibration: float) -> BatchProm
     """The request for ``issues``, estimated on the exact text that will be sent."""
     user = render_issues(issues)
     counts = (_fixed_counts(), (raw_count(user), len(user)))
-    prompt = BatchPrompt(
+    return BatchPrompt(
         system=SYSTEM_PROMPT,
         user=user,
         tool=tool_definition(),
         tool_choice={"type": "tool", "name": TOOL_NAME},
-        estimated_input_tokens=0,
+        estimated_input_tokens=_estimated(counts, calibration),
         counts=counts,
     )
-    return replace(prompt, estimated_input_tokens=prompt.estimated_at(calibration))
 
 
 def observed_ratio(billed_input: int, estimated_input: int, calibration: float) -> float | None:
