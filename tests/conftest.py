@@ -31,17 +31,17 @@ TEST_REDIS_URL = "BUDGETQ_TEST_REDIS_URL"
 @pytest.fixture(scope="session")
 def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL server URL (its maintenance database)."""
-    yield from _configured_or_embedded(TEST_DATABASE_URL, start_postgres, tmp_path_factory, "embedded")
+    configured = os.environ.get(TEST_DATABASE_URL)
+    yield from _configured_or_embedded(configured, start_postgres, tmp_path_factory, "embedded")
 
 
 def _configured_or_embedded(
-    variable: str,
+    configured: str | None,
     start: Callable[[Path], tuple[str, Any]],
     tmp_path_factory: pytest.TempPathFactory,
     folder: str,
 ) -> Iterator[str]:
-    """The URL in ``variable``, else that of an embedded server, kept alive until teardown."""
-    configured = os.environ.get(variable)
+    """The ``configured`` URL, else that of an embedded server, kept alive until teardown."""
     if configured:
         yield configured
         return
@@ -108,9 +108,15 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Redis URL for the broker: the configured test Redis, else an embedded one."""
-    yield from _configured_or_embedded(TEST_REDIS_URL, start_redis, tmp_path_factory, "redis")
+def redis_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis URL for the broker: the configured test Redis, else an embedded one.
+
+    Under pytest-xdist only the first test process uses the configured server: tests flush their
+    broker (fault tests flush the whole server), so each other process gets an embedded Redis of its own.
+    """
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "gw0")
+    configured = os.environ.get(TEST_REDIS_URL) if worker == "gw0" else None
+    yield from _configured_or_embedded(configured, start_redis, tmp_path_factory, "redis")
 
 
 @pytest.fixture
@@ -181,3 +187,11 @@ def start_worker(
     yield start
     for proc in started:
         processes.stop(proc, timeout=10)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) the fault tests run one after another in one process:
+    their timing is their subject, and two of them at once would share the machine's cores."""
+    for item in items:
+        if "tests/faults/" in item.nodeid:
+            item.add_marker(pytest.mark.xdist_group("faults"))
