@@ -4,8 +4,10 @@ The create call itself retries what the retry policy calls retryable (``MessageB
 what reaches here is final for that submission, and is treated as a synchronous call's failure of the
 same kind (``worker.process``, ``_call_failed``; ``budgetq.domain.message_batches.after_create_failure``):
 a refusal is never sent again as the same create, its batches fail with the API's answer; too large
-is sent again in halves (a single request: its batch halved); the spend limit stops the run; an outage
-or an unanswered create waits, unblamed, for the next poll.
+is sent again in halves (a single request: its batch halved); the spend limit stops the run; a
+retryable answer that outlasted the retries counts a failure against each batch and waits for the
+next poll (after ``batch_max_failures`` the batch is halved, a single issue fails); an unanswered
+create waits, unblamed, for the next poll.
 """
 
 from __future__ import annotations
@@ -43,8 +45,21 @@ def create_failed(
             return None
         # Only an answer from the API says nothing was created; without one it may have been billed.
         close_requests(session, tracked.id, None if step is CreateStep.WAIT_UNSEEN else error)
-        if step in (CreateStep.WAIT, CreateStep.WAIT_UNSEEN):
+        if step is CreateStep.WAIT_UNSEEN:
             give_back(session, claims, reason)
+        elif step is CreateStep.WAIT:
+            # The API answered, retryably, through every retry: a failure counted per batch, as a
+            # synchronous call's would be, so an API that keeps failing ends the run (halved, then
+            # failed) instead of keeping it running poll after poll.
+            for claim in claims:
+                try:
+                    with session.begin_nested():
+                        failed = settle.release_or_fail(
+                            session, claim, reason, api.settings.batch_max_failures
+                        )
+                        follow_ups += failed.follow_ups
+                except LeaseLostError:
+                    log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
         elif step is CreateStep.SPLIT:
             for claim in claims:
                 try:

@@ -161,11 +161,11 @@ def test_a_create_that_failed_retryably_is_retried_within_the_call_and_bounded(
             nudged = True
     time.sleep(1.0)
 
-    # Then that submission stopped after the policy's 3 attempts, and its batches wait for the next poll,
-    # unblamed (an outage is no batch's fault)
+    # Then that submission stopped after the policy's 3 attempts, and its batches wait for the next poll
+    # with one failure counted each, as a synchronous call's used-up retries count one
     assert standin.batches.create_attempts - before == 3, standin.batches.create_log
     batches = _rows(sessions, "SELECT status, failures FROM batches WHERE run_id = :run", again)
-    assert batches == [("queued", 0)] * (ISSUES // PER_CALL)
+    assert batches == [("queued", 1)] * (ISSUES // PER_CALL)
 
 
 def test_a_create_too_large_is_sent_again_in_halves_and_a_single_request_too_large_is_split(
@@ -196,3 +196,28 @@ def test_a_create_too_large_is_sent_again_in_halves_and_a_single_request_too_lar
     assert final == "succeeded"
     issues = _rows(sessions, "SELECT status FROM run_issues WHERE run_id = :run", run_id)
     assert issues == [("answered",)] * ISSUES
+
+
+def test_an_api_that_keeps_failing_creates_retryably_fails_the_run_instead_of_keeping_it_running(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    app: Celery,
+    start_worker: Callable[..., Any],
+    standin: Any,
+) -> None:
+    # Given an API that answers 529 to every create, workers that try each create twice, and batches
+    # allowed 1 failure (a create whose retries are used up counts one, as a synchronous call's would)
+    standin.batches.set_behaviour(BatchBehaviour(create_statuses=(529,) * 1000))
+    start_worker(concurrency=2, BUDGETQ_RETRY_MAX_ATTEMPTS="2", BUDGETQ_BATCH_MAX_FAILURES="1")
+
+    # When a batch-api run of 4 batches of 10 issues is polled until it ends
+    run_id = _start_run(sessions, settings, app)
+    final = _drive(app, sessions, run_id, timeout_s=90)
+
+    # Then it ends failed (halved down to single issues, then failed, as the synchronous path does)
+    # with the API's answer as every issue's reason, having sent nothing twice in one create
+    assert final == "failed"
+    issues = _rows(sessions, "SELECT status, reason FROM run_issues WHERE run_id = :run", run_id)
+    assert len(issues) == ISSUES
+    assert all(s == "failed" and "529" in r for s, r in issues), issues[:3]
+    assert all(status == 529 for status, _ in standin.batches.create_log)
