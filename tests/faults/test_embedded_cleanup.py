@@ -3,6 +3,7 @@ parent pid 1 and no temp folder left in /tmp, after a clean end, Ctrl-C or an er
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -60,9 +61,10 @@ def _left_behind(since: float, data_dir: Path) -> list[str]:
         if not alive or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    left = [f"pid {p.pid} (ppid {p.ppid()}): {' '.join(p.cmdline())}" for p in alive]
+    left = [f"pid {p.pid} (ppid {p.info['ppid']}): {' '.join(p.info['cmdline'] or [])}" for p in alive]
     for p in alive:
-        p.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
     return left
 
 
@@ -138,7 +140,7 @@ def test_the_demo_stopped_midway_leaves_no_process(data_dir: Path, sig: signal.S
     # When it is interrupted (Ctrl-C) or terminated once its servers are up
     deadline = time.monotonic() + 120
     while (
-        not any("redis-server" in " ".join(p.cmdline()) for p in _ours(started, data_dir))
+        not any("redis-server" in " ".join(p.info["cmdline"] or []) for p in _ours(started, data_dir))
         and time.monotonic() < deadline
     ):
         time.sleep(0.2)

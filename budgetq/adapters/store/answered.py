@@ -1,6 +1,6 @@
 """The rows of one answered batch, written in a fixed number of statements whatever the batch's size.
 
-A batch's answers arrive as columns and go in as arrays (``unnest``): one statement for the results,
+A batch's answers go in as one JSON row set (``jsonb_to_recordset``): one statement for the results,
 one for the duplicates in the run that take the same answers, one for the statuses. Row-by-row
 inserts and ``IN (…)`` lists of 100 parameters cost the worker and PostgreSQL more per batch than the
 whole write a batch needs (docs/benchmarks.md, "Pipeline").
@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import cast
 
 from sqlalchemy import Table, and_, bindparam, column, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Float, Text
@@ -22,15 +22,11 @@ from budgetq.adapters.store.models import LLMCall, Result, RunIssue
 from budgetq.domain.answers import Answer
 from budgetq.domain.statuses import IssueStatus
 
-# unnest(ids, categories, …) AS a(issue_id, category, …): the answers as one row set.
+# jsonb_to_recordset(answers) AS a(issue_id, category, …): the answers as one row set, sent as one JSON
+# document (json.dumps runs in C; five arrays of 100 values took psycopg's per-element array dumping
+# several times as long).
 _ANSWER_ROWS = (
-    func.unnest(
-        bindparam("ids", type_=ARRAY(BigInteger)),
-        bindparam("categories", type_=ARRAY(Text)),
-        bindparam("diagnoses", type_=ARRAY(Text)),
-        bindparam("fixes", type_=ARRAY(Text)),
-        bindparam("confidences", type_=ARRAY(Float)),
-    )
+    func.jsonb_to_recordset(bindparam("answers", type_=JSONB))
     .table_valued(
         column("issue_id", BigInteger),
         column("category", Text),
@@ -38,7 +34,7 @@ _ANSWER_ROWS = (
         column("proposed_fix", Text),
         column("confidence", Float),
     )
-    .render_derived(name="a")
+    .render_derived(name="a", with_types=True)
 )
 # Core tables, not the ORM classes: with an ORM insert the answers' arrays would be read as bulk rows.
 _RUN_ISSUES = cast(Table, RunIssue.__table__)
@@ -125,22 +121,29 @@ def write_answers(
     if not answers:
         return
     ids = [a.issue_id for a in answers]
-    session.execute(
+    # On the connection: through the ORM session each of these statements cost twice the CPU.
+    conn = session.connection()
+    conn.execute(
         _RESULTS,
         {
             "run": run_id,
             "batch": batch_id,
             "call": llm_call_id,
-            "ids": ids,
-            "categories": [a.category for a in answers],
-            "diagnoses": [a.diagnosis for a in answers],
-            "fixes": [a.proposed_fix for a in answers],
-            "confidences": [a.confidence for a in answers],
+            "answers": [
+                {
+                    "issue_id": a.issue_id,
+                    "category": a.category,
+                    "diagnosis": a.diagnosis,
+                    "proposed_fix": a.proposed_fix,
+                    "confidence": a.confidence,
+                }
+                for a in answers
+            ],
         },
     )
     cost = cost_usd
     if cost is None:
         cost = session.scalar(select(LLMCall.cost_usd).where(LLMCall.id == llm_call_id)) or Decimal(0)
     share = (cost / len(ids)).quantize(Decimal("0.000001"))
-    session.execute(_FAN_OUT, {"run": run_id, "carriers": ids, "share": share})
-    session.execute(_ANSWERED, {"run": run_id, "ids": ids})
+    conn.execute(_FAN_OUT, {"run": run_id, "carriers": ids, "share": share})
+    conn.execute(_ANSWERED, {"run": run_id, "ids": ids})

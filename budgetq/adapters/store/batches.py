@@ -14,7 +14,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Interval, Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.store.answered import write_answers
@@ -61,56 +61,67 @@ class Claim:
         return tuple(i.issue_id for i in self.issues)
 
 
+# The per-batch statements are built once and run on the session's connection: built per call and run
+# through the ORM session, each cost about 2.5 times the CPU (docs/benchmarks.md, "Pipeline").
+_CLAIMABLE = (Batch.status == BatchStatus.QUEUED.value) | (
+    (Batch.status == BatchStatus.RUNNING.value) & (Batch.lease_until < func.now())
+)
+# FOR KEY SHARE: a claim and `budgetq cancel` (which locks the run's row FOR UPDATE first) are ordered by
+# the row lock, while a capped run's counter UPDATEs (FOR NO KEY UPDATE) and the claims of its other
+# batches never wait on each other.
+_RUNNING_RUNS = (
+    select(Run.id).where(Run.status == RunStatus.RUNNING.value).with_for_update(read=True, key_share=True)
+)
+_CLAIM = (
+    update(Batch)
+    .where(
+        Batch.id == bindparam("batch_id"),
+        _CLAIMABLE,
+        Batch.run_id.in_(_RUNNING_RUNS),
+        # A batch-api batch travels in a Message Batch (worker/batch_api); a stray task must not call for it.
+        Batch.api_mode == ApiMode.SYNC.value,
+    )
+    .values(
+        status=BatchStatus.RUNNING.value,
+        lease_token=bindparam("token"),
+        lease_until=func.now() + bindparam("lease", type_=Interval),
+        attempts=Batch.attempts + 1,
+    )
+    .returning(Batch.id, Batch.run_id, Batch.priority, Batch.max_tokens, Batch.failures, Batch.api_mode)
+)
+# The columns, not the ORM object: loading a Run into the session cost more than the claim's UPDATE.
+_RUN_OF_CLAIM = select(
+    Run.model, Run.mode, Run.context_window, Run.safe_utilization, Run.calibration, Run.spend_cap_usd
+).where(Run.id == bindparam("run_id"))
+# The batch's members first, materialised: with stale statistics (a run just planned) a prepared
+# statement's generic plan started from the run's run_issues instead, 1.5 s per claim at 100k.
+_MEMBERS = (
+    select(BatchIssue.issue_id)
+    .where(BatchIssue.batch_id == bindparam("batch_id"))
+    .cte("members")
+    .prefix_with("MATERIALIZED")
+)
+_CLAIMED_ISSUES = (
+    select(Issue.id, Issue.priority, Issue.text, RunIssue.input_tokens_est)
+    .select_from(_MEMBERS)
+    .join(Issue, Issue.id == _MEMBERS.c.issue_id)
+    .join(RunIssue, (RunIssue.run_id == bindparam("run_id")) & (RunIssue.issue_id == _MEMBERS.c.issue_id))
+    .order_by(Issue.priority.desc(), Issue.id)
+)
+
+
 def claim(session: Session, batch_id: int, lease_seconds: float) -> Claim | None:
     """Take the lease on a queued batch (or one whose lease expired) of a running run; None when someone
     else holds it, it is done, or its run was stopped."""
     token = uuid.uuid4()
-    claimable = (Batch.status == BatchStatus.QUEUED.value) | (
-        (Batch.status == BatchStatus.RUNNING.value) & (Batch.lease_until < func.now())
-    )
-    # FOR KEY SHARE: a claim and `budgetq cancel` (which locks the run's row FOR UPDATE first) are
-    # ordered by the row lock, while a capped run's counter UPDATEs (FOR NO KEY UPDATE) and the claims of
-    # its other batches never wait on each other.
-    running_runs = (
-        select(Run.id).where(Run.status == RunStatus.RUNNING.value).with_for_update(read=True, key_share=True)
-    )
-    # A batch-api batch travels in a Message Batch (worker/batch_api); a stray task must not call for it.
-    synchronous = Batch.api_mode == ApiMode.SYNC.value
-    row = session.execute(
-        update(Batch)
-        .execution_options(synchronize_session=False)
-        .where(Batch.id == batch_id, claimable, Batch.run_id.in_(running_runs), synchronous)
-        .values(
-            status=BatchStatus.RUNNING.value,
-            lease_token=token,
-            lease_until=func.now() + dt.timedelta(seconds=lease_seconds),
-            attempts=Batch.attempts + 1,
-        )
-        .returning(Batch.id, Batch.run_id, Batch.priority, Batch.max_tokens, Batch.failures, Batch.api_mode)
+    conn = session.connection()
+    row = conn.execute(
+        _CLAIM, {"batch_id": batch_id, "token": token, "lease": dt.timedelta(seconds=lease_seconds)}
     ).one_or_none()
     if row is None:
         return None
-    # The columns, not the ORM object: loading a Run into the session cost more than the claim's UPDATE.
-    run = session.execute(
-        select(
-            Run.model, Run.mode, Run.context_window, Run.safe_utilization, Run.calibration, Run.spend_cap_usd
-        ).where(Run.id == row.run_id)
-    ).one()
-    # The batch's members first, materialised: with stale statistics (a run just planned) a prepared
-    # statement's generic plan started from the run's run_issues instead, 1.5 s per claim at 100k.
-    members = (
-        select(BatchIssue.issue_id)
-        .where(BatchIssue.batch_id == batch_id)
-        .cte("members")
-        .prefix_with("MATERIALIZED")
-    )
-    issues = session.execute(
-        select(Issue.id, Issue.priority, Issue.text, RunIssue.input_tokens_est)
-        .select_from(members)
-        .join(Issue, Issue.id == members.c.issue_id)
-        .join(RunIssue, (RunIssue.run_id == row.run_id) & (RunIssue.issue_id == members.c.issue_id))
-        .order_by(Issue.priority.desc(), Issue.id)
-    ).all()
+    run = conn.execute(_RUN_OF_CLAIM, {"run_id": row.run_id}).one()
+    issues = conn.execute(_CLAIMED_ISSUES, {"batch_id": batch_id, "run_id": row.run_id}).all()
     return claim_of(
         row, run, token, (ClaimedIssue(r.id, r.priority, r.text, r.input_tokens_est) for r in issues)
     )
@@ -157,10 +168,27 @@ def _fence(session: Session, c: Claim, **values: object) -> None:
         .returning(Batch.id)
     ).one_or_none()
     if done is None:
-        raise LeaseLostError(
-            f"batch {c.batch_id}: this worker's lease expired or was taken over; its result is discarded "
-            "and the batch's current holder will write it"
-        )
+        raise _lease_lost(c)
+
+
+def _lease_lost(c: Claim) -> LeaseLostError:
+    return LeaseLostError(
+        f"batch {c.batch_id}: this worker's lease expired or was taken over; its result is discarded "
+        "and the batch's current holder will write it"
+    )
+
+
+# ``_fence`` closing a batch as succeeded, built once: it runs for every answered batch.
+_SUCCEEDED = (
+    update(Batch)
+    .where(
+        Batch.id == bindparam("batch_id"),
+        Batch.lease_token == bindparam("token"),
+        Batch.status == BatchStatus.RUNNING.value,
+    )
+    .values(status=BatchStatus.SUCCEEDED.value, lease_token=None, finished_at=func.now())
+    .returning(Batch.id)
+)
 
 
 def _close(session: Session, c: Claim, status: BatchStatus, reason: str) -> None:
@@ -206,7 +234,9 @@ def complete(
 ) -> list[int]:
     """Write the answers and close the batch; missing ids go to a follow-up batch (two halves when
     ``split_missing``, after an overflow), whose ids are returned."""
-    _fence(session, c, status=BatchStatus.SUCCEEDED.value, lease_token=None, finished_at=func.now())
+    finished = session.connection().execute(_SUCCEEDED, {"batch_id": c.batch_id, "token": c.token})
+    if finished.one_or_none() is None:
+        raise _lease_lost(c)
     write_answers(session, c.run_id, c.batch_id, llm_call_id, answers, cost_usd)
     if not missing:
         return []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import and_, case, event, func, select, text, update
+from sqlalchemy import and_, bindparam, case, event, func, select, text, update
 from sqlalchemy.orm import Session
 
 from budgetq.adapters.store import outbox
@@ -42,24 +42,27 @@ def finish_if_done(session: Session, run_id: int) -> str | None:
     return final
 
 
+# Built once: the check runs for every batch that ends.
+_OPEN_BATCHES = select(Batch.id).where(Batch.run_id == bindparam("run_id"), OPEN_BATCH).exists()
+_FAILED = (
+    select(RunIssue.issue_id)
+    .where(RunIssue.run_id == bindparam("run_id"), RunIssue.status == IssueStatus.FAILED.value)
+    .exists()
+)
+_CLOSE_IF_DONE = (
+    update(Run)
+    .where(and_(Run.id == bindparam("run_id"), Run.status == RunStatus.RUNNING.value, ~_OPEN_BATCHES))
+    .values(
+        status=case((_FAILED, RunStatus.FAILED.value), else_=RunStatus.SUCCEEDED.value),
+        finished_at=func.now(),
+    )
+    .returning(Run.status)
+)
+
+
 def close_if_done(session: Session, run_id: int) -> str | None:
     """One check in the current transaction: close the run if no batch of it is open."""
-    open_batches = select(Batch.id).where(Batch.run_id == run_id, OPEN_BATCH).exists()
-    failed = (
-        select(RunIssue.issue_id)
-        .where(RunIssue.run_id == run_id, RunIssue.status == IssueStatus.FAILED.value)
-        .exists()
-    )
-    final: str | None = session.scalar(
-        update(Run)
-        .execution_options(synchronize_session=False)
-        .where(and_(Run.id == run_id, Run.status == RunStatus.RUNNING.value, ~open_batches))
-        .values(
-            status=case((failed, RunStatus.FAILED.value), else_=RunStatus.SUCCEEDED.value),
-            finished_at=func.now(),
-        )
-        .returning(Run.status)
-    )
+    final: str | None = session.connection().execute(_CLOSE_IF_DONE, {"run_id": run_id}).scalar()
     if final is not None:
         outbox.record_run_end(
             session, run_id

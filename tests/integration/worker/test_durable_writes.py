@@ -1,20 +1,21 @@
 """A paid answer is written through a short PostgreSQL outage, once, or dropped after the window.
 
-The outage is simulated at the commit of the transaction that writes the results (a SQLAlchemy
-session event raising what psycopg raises when the server goes away): before the commit (nothing
+The outage is simulated at the commit of the transaction that writes the results (SQLAlchemy
+events raising what psycopg raises when the server goes away): before the commit (nothing
 written), or after it (written, but the worker hears the connection drop and cannot tell).
 tests/faults/test_database_unreachable.py cuts a real connection under real worker processes.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Insert, event, text
+from sqlalchemy import Connection, Engine, Insert, event, text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from budgetq.adapters.store.engine import transaction
 from budgetq.settings import Settings
@@ -28,25 +29,29 @@ def broken_commits(table: str, *, times: int, committed: bool) -> Iterator[list[
     """Break the next ``times`` commits of transactions inserting into ``table``: before the commit
     (rolled back) or, ``committed``, after it; yields the tables whose commits were broken."""
     broken: list[str] = []
+    # Per thread: the insert and the commit of one transaction run in the thread that writes it. An
+    # engine event, not an ORM one: the worker runs its per-batch statements on the session's connection.
+    writing = threading.local()
 
-    def on_execute(state: ORMExecuteState) -> None:
-        statement = state.statement
+    def on_execute(conn: Connection, statement: object, *args: object) -> None:
         if isinstance(statement, Insert) and statement.table.name == table:
-            state.session.info["writes"] = table
+            writing.table = table
 
     def on_commit(session: Session) -> None:
-        if session.info.pop("writes", None) and len(broken) < times:
+        if getattr(writing, "table", None) and len(broken) < times:
+            writing.table = None
             broken.append(table)
             raise OperationalError("COMMIT", None, Exception("server closed the connection unexpectedly"))
+        writing.table = None
 
     hook = "after_commit" if committed else "before_commit"
-    event.listen(Session, "do_orm_execute", on_execute)
+    event.listen(Engine, "before_execute", on_execute)
     event.listen(Session, hook, on_commit)
     try:
         yield broken
     finally:
         event.remove(Session, hook, on_commit)
-        event.remove(Session, "do_orm_execute", on_execute)
+        event.remove(Engine, "before_execute", on_execute)
 
 
 def _calls(sessions: sessionmaker[Session], run_id: int) -> list[str]:
