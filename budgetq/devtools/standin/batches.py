@@ -13,7 +13,6 @@ docs warn. ``POST /v1/messages/batches/{id}/cancel`` cancels what has not been p
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import threading
@@ -22,11 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from budgetq.devtools.standin.batch_requests import custom_ids, parse_requests
+
 JSONDict = dict[str, object]
-MAX_REQUESTS = 100_000
-MAX_BATCH_BYTES = 256 * 1024 * 1024
 EXPIRY = timedelta(hours=24)
-CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _PATH = re.compile(r"^/v1/messages/batches(?:/(?P<id>[^/]+)(?:/(?P<action>results|cancel))?)?$")
 
 
@@ -121,42 +119,6 @@ def _request_id() -> str:
     return "req_01" + uuid.uuid4().hex[:22]
 
 
-def _parse_requests(raw: bytes) -> list[tuple[str, bytes]]:
-    """(custom_id, params as JSON bytes) of a create body; ValueError says what is wrong."""
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError as exc:
-        raise ValueError(f"Request body is not valid JSON: {exc}") from None
-    requests = body.get("requests") if isinstance(body, dict) else None
-    if not isinstance(requests, list) or not 1 <= len(requests) <= MAX_REQUESTS:
-        raise ValueError(f"requests: must be a list of 1 to {MAX_REQUESTS} items")
-    parsed: list[tuple[str, bytes]] = []
-    seen: set[str] = set()
-    for index, item in enumerate(requests):
-        custom_id = item.get("custom_id") if isinstance(item, dict) else None
-        params = item.get("params") if isinstance(item, dict) else None
-        if not isinstance(custom_id, str) or not CUSTOM_ID.match(custom_id):
-            raise ValueError(f"requests.{index}.custom_id: must match {CUSTOM_ID.pattern}")
-        if custom_id in seen:
-            raise ValueError(f"requests.{index}.custom_id: {custom_id!r} is not unique in the batch")
-        if not isinstance(params, dict) or not {"model", "max_tokens", "messages"} <= params.keys():
-            raise ValueError(f"requests.{index}.params: model, max_tokens and messages are required")
-        if params.get("stream"):
-            raise ValueError(f"requests.{index}.params.stream: streaming is not supported in a batch")
-        seen.add(custom_id)
-        parsed.append((custom_id, json.dumps(params).encode()))
-    return parsed
-
-
-def _custom_ids(raw: bytes) -> tuple[str, ...]:
-    """The custom ids a create body carries, as far as it can be read (for the create log)."""
-    try:
-        requests = json.loads(raw or b"null").get("requests") or []
-        return tuple(str(r.get("custom_id")) for r in requests if isinstance(r, dict))
-    except (ValueError, AttributeError, TypeError):
-        return ()
-
-
 class MessageBatches:
     """The Message Batches endpoints of one stand-in; thread-safe, batches kept in memory."""
 
@@ -239,12 +201,12 @@ class MessageBatches:
             self.create_attempts += 1
             status = self._create_failures.pop(0) if self._create_failures else None
         if status is not None:
-            self._note_create(status, _custom_ids(body))
+            self._note_create(status, custom_ids(body))
             return _error(status, _ERROR_TYPES.get(status, "api_error"), f"injected create failure {status}")
         try:
-            requests = _parse_requests(body)
+            requests = parse_requests(body)
         except ValueError as exc:
-            self._note_create(400, _custom_ids(body))
+            self._note_create(400, custom_ids(body))
             return _error(400, "invalid_request_error", str(exc))
         batch_id = "msgbatch_01" + uuid.uuid4().hex[:22]
         with self._lock:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from budgetq.devtools.standin.batches import MAX_BATCH_BYTES
+from budgetq.devtools.standin.batch_requests import MAX_BATCH_BYTES
 from budgetq.devtools.standin.mapping import JSONDict
 
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the API's request size limit
