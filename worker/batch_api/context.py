@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,8 @@ from worker import settle
 from worker.resources import Resources
 
 log = logging.getLogger("budgetq.worker.batch_api")
+
+T = TypeVar("T")
 
 
 class BatchApiContext:
@@ -73,23 +76,28 @@ class BatchApiContext:
         self.resources.enqueue(sync)
 
 
-def give_back(session: Session, claims: Sequence[store.Claim], reason: str) -> None:
-    """Queue claimed batches again without counting a failure (their Message Batch failed as a whole:
-    an outage, a lost submitter, or results the API no longer has)."""
+def each_held(
+    session: Session, claims: Sequence[store.Claim], reason: str, write: Callable[[store.Claim], T]
+) -> list[T]:
+    """``write`` for each claim, each in a savepoint of its own; a batch the reaper already took back is
+    left to its new holder (logged with ``reason``). What the writes returned, for the claims still held."""
+    written: list[T] = []
     for claim in claims:
         try:
             with session.begin_nested():
-                store.release(session, claim, reason, count_failure=False)
+                written.append(write(claim))
         except LeaseLostError:
             log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
+    return written
+
+
+def give_back(session: Session, claims: Sequence[store.Claim], reason: str) -> None:
+    """Queue claimed batches again without counting a failure (their Message Batch failed as a whole:
+    an outage, a lost submitter, or results the API no longer has)."""
+    each_held(session, claims, reason, lambda c: store.release(session, c, reason, count_failure=False))
 
 
 def fail_claims(session: Session, claims: Sequence[store.Claim], reason: str) -> None:
     """Fail claimed batches for good, with ``reason`` (their issues fail with it); a batch the reaper
     already took back is left to its new holder."""
-    for claim in claims:
-        try:
-            with session.begin_nested():
-                store.fail(session, claim, reason)
-        except LeaseLostError:
-            log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
+    each_held(session, claims, reason, lambda c: store.fail(session, c, reason))

@@ -23,9 +23,9 @@ from budgetq.adapters.store import run_issues
 from budgetq.adapters.store.completion import finish_if_done
 from budgetq.adapters.store.engine import transaction
 from budgetq.domain.message_batches import CreateStep, after_create_failure
-from budgetq.errors import LeaseLostError, LLMCallError
+from budgetq.errors import LLMCallError
 from worker import settle
-from worker.batch_api.context import BatchApiContext, fail_claims, give_back
+from worker.batch_api.context import BatchApiContext, each_held, fail_claims, give_back
 from worker.batch_api.spend import close_requests
 
 log = logging.getLogger("budgetq.worker.batch_api")
@@ -47,26 +47,18 @@ def create_failed(
         close_requests(session, tracked.id, None if step is CreateStep.WAIT_UNSEEN else error)
         if step is CreateStep.WAIT_UNSEEN:
             give_back(session, claims, reason)
-        elif step is CreateStep.WAIT:
-            # The API answered, retryably, through every retry: a failure counted per batch, as a
+        elif step in (CreateStep.WAIT, CreateStep.SPLIT):
+            # WAIT: the API answered, retryably, through every retry: a failure counted per batch, as a
             # synchronous call's would be, so an API that keeps failing ends the run (halved, then
             # failed) instead of keeping it running poll after poll.
-            for claim in claims:
-                try:
-                    with session.begin_nested():
-                        failed = settle.release_or_fail(
-                            session, claim, reason, api.settings.batch_max_failures
-                        )
-                        follow_ups += failed.follow_ups
-                except LeaseLostError:
-                    log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
-        elif step is CreateStep.SPLIT:
-            for claim in claims:
-                try:
-                    with session.begin_nested():
-                        follow_ups += settle.split_or_fail(session, claim, reason).follow_ups
-                except LeaseLostError:
-                    log.info("batch %s: already taken back (%s)", claim.batch_id, reason)
+            most = api.settings.batch_max_failures
+
+            def decide(claim: store.Claim) -> settle.Settled:
+                if step is CreateStep.WAIT:
+                    return settle.release_or_fail(session, claim, reason, most)
+                return settle.split_or_fail(session, claim, reason)
+
+            follow_ups += [b for s in each_held(session, claims, reason, decide) for b in s.follow_ups]
         elif step is CreateStep.FAIL:
             _fail(session, claims, reason)
         elif step is CreateStep.STOP_RUN:

@@ -20,10 +20,12 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import BindParameter, bindparam, delete, func, insert, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from budgetq.adapters.store.batches import Claim
 from budgetq.adapters.store.models import LLMCall
@@ -77,43 +79,6 @@ def _attempt_columns(c: Claim, attempt: Attempt) -> dict[str, Any]:
     }
 
 
-_CLAIM_KEYS = (
-    "run_id",
-    "batch_id",
-    "model",
-    "mode",
-    "estimated_input_tokens",
-    "counted_input_tokens",
-    "max_tokens",
-    "context_window",
-    "would_have_cost",
-    "worker_host",
-)
-_ATTEMPT_KEYS = (
-    "attempt",
-    "request_id",
-    "status",
-    "error_type",
-    "error_message",
-    "http_status",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_creation_1h_input_tokens",
-    "cache_read_input_tokens",
-    "billed_input_tokens",
-    "utilization",
-    "stop_reason",
-    "service_tier",
-    "cost_usd",
-    "price_version",
-    "retry_after_s",
-    "latency_ms",
-    "started_at",
-    "finished_at",
-)
-
-
 def _placeholders(keys: Sequence[str]) -> dict[str, BindParameter[Any]]:
     """A bound parameter per column, typed as the column (named apart: a column's own name is taken)."""
     columns = LLMCall.__table__.c
@@ -124,26 +89,24 @@ def _bound(values: dict[str, Any]) -> dict[str, Any]:
     return {f"v_{k}": v for k, v in values.items()}
 
 
-# Built once: every attempt opens and closes its row (built per call, through the ORM session, each
-# cost about 2.5 times the CPU).
-_OPEN_ATTEMPT = (
-    insert(LLMCall)
-    .values(
-        _placeholders(
-            (*_CLAIM_KEYS, "attempt", "status", "reservation_id", "unknown_usd", "started_at", "finished_at")
+# Built once per set of columns (the same set every time): every attempt opens and closes its row, and
+# built per call, through the ORM session, each statement cost about 2.5 times the CPU.
+@lru_cache(maxsize=8)
+def _open_attempt(keys: tuple[str, ...]) -> ReturningInsert[Any]:
+    return insert(LLMCall).values(_placeholders(keys)).returning(LLMCall.id)
+
+
+@lru_cache(maxsize=8)
+def _close_attempt(keys: tuple[str, ...]) -> ReturningUpdate[Any]:
+    return (
+        update(LLMCall)
+        .where(
+            LLMCall.id == bindparam("call_id"),
+            LLMCall.status.in_([CallOutcome.PENDING.value, CallOutcome.UNKNOWN.value]),
         )
+        .values(_placeholders(keys))
+        .returning(LLMCall.id)
     )
-    .returning(LLMCall.id)
-)
-_CLOSE_ATTEMPT = (
-    update(LLMCall)
-    .where(
-        LLMCall.id == bindparam("call_id"),
-        LLMCall.status.in_([CallOutcome.PENDING.value, CallOutcome.UNKNOWN.value]),
-    )
-    .values(_placeholders((*_ATTEMPT_KEYS, "unknown_usd")))
-    .returning(LLMCall.id)
-)
 
 
 def record_attempt(
@@ -181,7 +144,8 @@ def open_attempt(
         "started_at": now,
         "finished_at": now,
     }
-    return session.connection().execute(_OPEN_ATTEMPT, _bound(values)).scalar_one()
+    call_id: int = session.connection().execute(_open_attempt(tuple(values)), _bound(values)).scalar_one()
+    return call_id
 
 
 @dataclass(frozen=True)
@@ -221,8 +185,9 @@ def close_attempt(session: Session, call_id: int, c: Claim, attempt: Attempt, un
     """Write what the attempt did into its row (pending, or marked unknown by a reaper that thought its
     worker gone); ``unknown_usd``: its worst case when billing is still not known, else 0. False when
     the row was already closed."""
-    values = _bound(_attempt_columns(c, attempt) | {"unknown_usd": unknown_usd}) | {"call_id": call_id}
-    closed = session.connection().execute(_CLOSE_ATTEMPT, values).scalar()
+    values = _attempt_columns(c, attempt) | {"unknown_usd": unknown_usd}
+    statement = _close_attempt(tuple(values))
+    closed = session.connection().execute(statement, _bound(values) | {"call_id": call_id}).scalar()
     return closed is not None
 
 
