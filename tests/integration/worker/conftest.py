@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -46,6 +47,18 @@ def own_database(fresh_database: Callable[[], str]) -> Iterator[OwnDatabase]:
     engine = make_engine(url, pool_size=4)
     yield OwnDatabase(url, make_sessions(engine))
     engine.dispose()
+
+
+@pytest.fixture
+def own_start_worker(
+    start_worker: Callable[..., subprocess.Popen[bytes]], own_database: OwnDatabase
+) -> Callable[..., subprocess.Popen[bytes]]:
+    """Start workers on the test's own database (unless the test names another)."""
+
+    def start(concurrency: int = 2, **env: str) -> subprocess.Popen[bytes]:
+        return start_worker(concurrency, **{"BUDGETQ_DATABASE_URL": own_database.url, **env})
+
+    return start
 
 
 @pytest.fixture

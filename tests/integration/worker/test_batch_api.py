@@ -24,8 +24,28 @@ from budgetq.devtools.standin.server import BatchBehaviour
 from budgetq.services.planning import enqueue, plan_run
 from budgetq.settings import Settings
 from tests.integration.pipeline import make_seed_set
+from tests.integration.worker.conftest import OwnDatabase
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def sessions(own_database: OwnDatabase) -> sessionmaker[Session]:
+    """A database of the test's own: a poll submits every waiting batch-api run of its database, and a
+    run another test left waiting went to this test's stand-in (its Message Batch wrote the prompt cache
+    the test counts on writing)."""
+    return own_database.sessions
+
+
+@pytest.fixture
+def test_settings(test_settings: Settings, own_database: OwnDatabase) -> Settings:
+    return test_settings.model_copy(update={"database_url": own_database.url})
+
+
+@pytest.fixture
+def start_worker(own_start_worker: Callable[..., Any]) -> Callable[..., Any]:
+    """Workers on the test's own database."""
+    return own_start_worker
 
 
 def _app(settings: Settings) -> Celery:
@@ -323,7 +343,7 @@ def test_errored_and_expired_requests_go_to_synchronous_calls_when_configured(
 
 
 def test_the_batch_api_path_keeps_the_same_guard_as_synchronous_calls(
-    own_database: Any,
+    own_database: OwnDatabase,
     test_settings: Settings,
     start_worker: Callable[..., Any],
     make_standin: Callable[..., Any],

@@ -80,13 +80,9 @@ def settings(test_settings: Settings, own_database: OwnDatabase) -> Settings:
 
 
 @pytest.fixture
-def start_worker(start_worker: Callable[..., Any], own_database: OwnDatabase) -> Callable[..., Any]:
+def start_worker(own_start_worker: Callable[..., Any]) -> Callable[..., Any]:
     """Workers on the test's own database."""
-
-    def start(concurrency: int = 2, **env: str) -> Any:
-        return start_worker(concurrency, BUDGETQ_DATABASE_URL=own_database.url, **env)
-
-    return start
+    return own_start_worker
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
